@@ -1,0 +1,98 @@
+"""The values that flow through bulkops: what to stop, what the API said, and the final record.
+
+Everything here is a small frozen value with no behaviour beyond derived properties, so that every layer
+(targets, api, outcomes, engine, report, simulator) can share it without importing anything above it.
+
+    Target  one valid row to send: (line, project_id, id)
+    Reply   what one HTTP attempt produced: a parsed answer, or a transport failure
+    Result  the final record of one input row, exactly as the report writes it
+    Outcome the closed set of final outcomes the contract names
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.StrEnum):
+    """The final outcome of one input row (see docs/contract.md)."""
+
+    ACCEPTED = "accepted"
+    ALREADY_STOPPED = "already_stopped"
+    STOPPED = "stopped"
+    NOT_FOUND = "not_found"
+    FAILED = "failed"
+    INVALID = "invalid"
+    SKIPPED = "skipped"
+
+    @property
+    def succeeded(self) -> bool:
+        """True for the outcomes that mean the instance is stopped or stopping."""
+        return self in _SUCCESS
+
+
+_SUCCESS = frozenset({Outcome.ACCEPTED, Outcome.ALREADY_STOPPED, Outcome.STOPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One valid, de-duplicated input row: the instance `id` in project `project_id`, from line `line`."""
+
+    line: int
+    project_id: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What one HTTP attempt produced.
+
+    `http_status` is None when no answer arrived (timeout, reset, refused); `error_code` then names the
+    transport failure (`bulkops.timeout`, `bulkops.connection_error`). `retry_after` is the server's
+    `Retry-After` in seconds when it sent one.
+    """
+
+    http_status: int | None
+    status: str | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The final record of one input row; field for field the report's JSON object."""
+
+    line: int
+    project_id: str | None
+    id: str | None
+    outcome: Outcome
+    status: str | None = None
+    http_status: int | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+    request_id: str | None = None
+    attempts: int = 0
+    elapsed_ms: int = 0
+    finished_at: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the row needs no further stop."""
+        return self.outcome.succeeded
+
+
+#: Tool-made error codes, used in `error_code` for rows the tool decided about itself.
+INVALID_ID = "bulkops.invalid_id"
+INVALID_PROJECT_ID = "bulkops.invalid_project_id"
+MISSING_PROJECT_ID = "bulkops.missing_project_id"
+INVALID_ROW = "bulkops.invalid_row"
+DUPLICATE = "bulkops.duplicate"
+CIRCUIT_OPEN = "bulkops.circuit_open"
+RETRY_BUDGET = "bulkops.retry_budget_exhausted"
+TIMEOUT = "bulkops.timeout"
+CONNECTION_ERROR = "bulkops.connection_error"
+BAD_RESPONSE = "bulkops.bad_response"
+WAIT_TIMEOUT = "bulkops.wait_timeout"

@@ -1,0 +1,106 @@
+"""The knobs of a run, grouped in small frozen values and validated once, where they are built.
+
+`RateLimit` is one bucket's shape, `RetryPolicy` how hard to retry, `Options` the whole run. Every check
+raises `ConfigError` with a one-line message naming the flag, so the CLI and the Python API fail the same
+way on nonsense values (negative rate, zero concurrency, ...).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bulkops.auth import Credentials
+from bulkops.errors import ConfigError
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: `rate` requests per second on average, at most `burst` at once after an idle spell.
+
+    `burst` defaults to `rate` (rounded up, at least 1).
+    """
+
+    rate: float
+    burst: float | None = None
+
+    def __post_init__(self) -> None:
+        _positive("rate", self.rate)
+        if self.burst is not None:
+            _positive("burst", self.burst)
+
+    @property
+    def capacity(self) -> float:
+        """The bucket's size: `burst`, or `rate` rounded up (at least 1) when no burst was given."""
+        if self.burst is not None:
+            return max(1.0, self.burst)
+        return max(1.0, float(math.ceil(self.rate)))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to retry transient failures.
+
+    Backoff is exponential with full jitter: attempt n waits uniform(0, min(max_delay, base_delay * 2**n)),
+    or the server's `Retry-After` when it is longer. `budget_ratio` caps retries across the whole run at that
+    share of first attempts (plus `budget_floor`), so an outage fails fast instead of multiplying traffic.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    budget_ratio: float = 0.2
+    budget_floor: int = 20
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigError(f"--max-attempts must be a whole number of at least 1, got {self.max_attempts!r}")
+        _positive("base_delay", self.base_delay)
+        _positive("max_delay", self.max_delay)
+        if not (math.isfinite(self.budget_ratio) and self.budget_ratio >= 0):
+            raise ConfigError(f"budget_ratio must be zero or more, got {self.budget_ratio!r}")
+        if self.budget_floor < 0:
+            raise ConfigError(f"budget_floor must be zero or more, got {self.budget_floor!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Everything a run needs besides its input. Build it with keyword arguments; it validates itself."""
+
+    endpoint: str
+    credentials: Credentials | None = None
+    rate: RateLimit = field(default_factory=lambda: RateLimit(10.0))
+    rates: Mapping[str, RateLimit] = field(default_factory=dict)
+    global_rate: RateLimit | None = None
+    concurrency: int = 64
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 30.0
+    wait: bool = False
+    wait_timeout: float = 900.0
+    lookahead: int = 10_000
+    circuit_threshold: int = 5
+    grace: float = 10.0
+    insecure: bool = False
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be a whole number of at least 1, got {self.concurrency!r}")
+        _positive("--timeout", self.timeout)
+        _positive("--wait-timeout", self.wait_timeout)
+        if self.lookahead < 1:
+            raise ConfigError(f"lookahead must be at least 1, got {self.lookahead!r}")
+        if self.circuit_threshold < 1:
+            raise ConfigError(f"circuit_threshold must be at least 1, got {self.circuit_threshold!r}")
+        if not (math.isfinite(self.grace) and self.grace >= 0):
+            raise ConfigError(f"grace must be zero or more seconds, got {self.grace!r}")
+
+    def rate_for(self, project_id: str) -> RateLimit:
+        """The bucket shape for one project: its entry in `rates`, else the default `rate`."""
+        return self.rates.get(project_id, self.rate)
