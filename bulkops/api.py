@@ -1,0 +1,213 @@
+"""The DevServer client: one aiohttp session, `stop()` and `show()`, every answer parsed into a `Reply`.
+
+This is the one boundary where aiohttp meets bulkops: transport errors become `Reply(http_status=None,
+error_code=bulkops.timeout|bulkops.connection_error)` here and nowhere else, so the retry logic above never
+sees an aiohttp exception. The client never raises for an HTTP status; it reports what happened.
+
+Decisions:
+* Requests are signed afresh on every attempt (a retry gets a new `X-Sdk-Date`).
+* The URL is built only from a project id and an instance id that pass the API's patterns
+  (`request_path`); anything else raises `ValueError` before a byte is sent.
+* Redirects are never followed: a 3xx is reported as it is, so credentials never travel to another host.
+* TLS is verified by default; plain `http://` is allowed for loopback endpoints (the simulator) and, with
+  `insecure=True`, elsewhere (`check_endpoint`).
+* The connector is sized to the run's concurrency, so the pool never queues requests behind its own limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from yarl import URL
+
+from bulkops.auth import Credentials, auth_headers, signer_for
+from bulkops.errors import ConfigError
+from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, Reply
+from bulkops.validation import is_valid_instance_id, is_valid_project_id
+
+USER_AGENT = "bulkops/0.1"
+_MAX_BODY = 1 << 20
+
+
+def request_path(project_id: str, instance_id: str, action: str = "") -> str:
+    """`/v1/{project_id}/dev-servers/{id}[/action]`, refusing any part that is not a valid id."""
+    if not is_valid_project_id(project_id):
+        raise ValueError("project id does not match the allowed pattern")
+    if not is_valid_instance_id(instance_id):
+        raise ValueError("instance id does not match the API's pattern")
+    path = f"/v1/{project_id}/dev-servers/{instance_id}"
+    return f"{path}/{action}" if action else path
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, *, insecure: bool = False) -> tuple[URL, bool]:
+    """Parse and vet a base URL; returns (URL, whether plain HTTP to a non-loopback host was allowed).
+
+    Raises ConfigError for anything but an http(s) URL with a host and no query, or for plain HTTP to a
+    non-loopback host without `insecure`.
+    """
+    try:
+        url = URL(endpoint)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--endpoint is not a URL: {endpoint!r}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"--endpoint must be an http(s) URL with a host, got {endpoint!r}")
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ConfigError("--endpoint must not carry a query, fragment or user info")
+    plain_remote = url.scheme == "http" and not _is_loopback(url.host)
+    if plain_remote and not insecure:
+        raise ConfigError(
+            f"refusing plain http:// to {url.host} (credentials would travel unencrypted); "
+            "use https, a loopback address, or --insecure"
+        )
+    return url, plain_remote
+
+
+def _parse(status: int, body: bytes, request_id: str | None, retry_after: str | None) -> Reply:
+    retry = None
+    if retry_after:
+        try:
+            retry = max(0.0, float(retry_after))
+        except ValueError:
+            retry = None
+    data: Any = None
+    if body:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+    if not isinstance(data, dict):
+        if status == 200:
+            return Reply(200, request_id=request_id, retry_after=retry)
+        return Reply(
+            status,
+            error_code=BAD_RESPONSE if status < 500 else None,
+            error_msg=f"HTTP {status} with a body that is not a JSON object",
+            request_id=request_id,
+            retry_after=retry,
+        )
+    code = data.get("error_code")
+    msg = data.get("error_msg")
+    st = data.get("status")
+    return Reply(
+        status,
+        status=st if isinstance(st, str) else None,
+        error_code=code if isinstance(code, str) else None,
+        error_msg=msg[:500] if isinstance(msg, str) else None,
+        request_id=request_id,
+        retry_after=retry,
+    )
+
+
+class DevServerClient:
+    """Stop and show DevServer instances through one aiohttp session.
+
+    Use as an async context manager (it owns its session) or pass a session of your own.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credentials: Credentials | None,
+        *,
+        timeout: float = 30.0,
+        concurrency: int = 64,
+        insecure: bool = False,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        url, _ = check_endpoint(endpoint, insecure=insecure)
+        self._base = str(url).rstrip("/")
+        self._prefix = (url.path or "").rstrip("/")
+        self._host = url.host if url.explicit_port is None else f"{url.host}:{url.explicit_port}"
+        self._credentials = credentials
+        self._signer = signer_for(credentials)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._concurrency = concurrency
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, limit_per_host=self._concurrency, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT},
+                auto_decompress=True,
+            )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this client made it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def stop(self, project_id: str, instance_id: str) -> Reply:
+        """`PUT .../dev-servers/{id}/stop` once; never raises for HTTP or transport failures."""
+        return await self._call("PUT", request_path(project_id, instance_id, "stop"), project_id)
+
+    async def show(self, project_id: str, instance_id: str) -> Reply:
+        """`GET .../dev-servers/{id}` once; never raises for HTTP or transport failures."""
+        return await self._call("GET", request_path(project_id, instance_id), project_id)
+
+    def _headers(self, method: str, path: str, project_id: str) -> dict[str, str]:
+        if self._credentials is None:
+            return {"Host": self._host, "X-Project-Id": project_id}
+        return auth_headers(
+            self._credentials,
+            self._signer,
+            method=method,
+            host=self._host,
+            path=path,
+            project_id=project_id,
+        )
+
+    async def _call(self, method: str, path: str, project_id: str) -> Reply:
+        session = self._session
+        if session is None:
+            raise RuntimeError("DevServerClient used outside 'async with'")
+        full_path = self._prefix + path
+        headers = self._headers(method, full_path, project_id)
+        url = URL(self._base + path, encoded=True)
+        try:
+            async with session.request(method, url, headers=headers, allow_redirects=False) as resp:
+                body = await resp.content.read(_MAX_BODY)
+                return _parse(
+                    resp.status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
+                )
+        except (TimeoutError, asyncio.TimeoutError):
+            return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
+        except aiohttp.ClientError as exc:
+            return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """A one-line, secret-free description of a transport error (no headers, no URL query)."""
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{name}: cannot connect to {exc.host}:{exc.port}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{name}: server closed the connection without an answer"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{name}: {text}"[:200]

@@ -1,0 +1,141 @@
+"""The command line: parse flags into `Options`, configure logging, run, map errors to exit codes.
+
+Thin on purpose: every decision lives in a library module. Exit codes (docs/contract.md): 0 all rows
+succeeded, 1 some did not, 2 usage/configuration/input error with nothing sent, 130 interrupted.
+Errors are one line on stderr, `bulkops: error: ...`, never a traceback.
+
+Start-up is kept fast: aiohttp, the simulator and the demo are imported only by the commands that use
+them (`_LazyGroup`), so `bulkops --help` and `bulkops stop --dry-run` stay well under 0.3 s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from bulkops.errors import BulkOpsError
+from bulkops.summary import EXIT_INTERRUPTED, EXIT_USAGE
+
+_LAZY = {
+    "simulate": ("bulkops.simulator.command", "simulate"),
+    "demo": ("bulkops.demo", "demo"),
+    "report": ("bulkops.report_cli", "report"),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY:
+            module, attr = _LAZY[cmd_name]
+            try:
+                command = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError:
+                return None
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one error line and exit."""
+    click.echo(f"bulkops: error: {message}", err=True)
+    sys.exit(code)
+
+
+def find_error(exc: BaseException) -> BulkOpsError | None:
+    """The BulkOpsError inside an exception or exception group, if any."""
+    if isinstance(exc, BulkOpsError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_error(inner)
+            if found is not None:
+                return found
+    if exc.__cause__ is not None and exc.__cause__ is not exc:
+        return find_error(exc.__cause__)
+    return None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="bulkops")
+def main() -> None:
+    """Stop Huawei Cloud ModelArts DevServer instances in bulk, safely and fast.
+
+    Try `bulkops demo` to see a whole run against the built-in simulator.
+    """
+
+
+def _log_format_default() -> str:
+    return "console" if sys.stderr.isatty() else "json"
+
+
+@main.command("stop")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--report", "report_path", metavar="PATH",
+              help="JSON-lines report, one record per input row; '-' for stdout. "
+                   "[default: bulkops-report-<UTC time>.jsonl]")
+@click.option("--project-id", envvar="HUAWEICLOUD_SDK_PROJECT_ID", show_envvar=True, metavar="ID",
+              help="Project for rows without a project_id column.")
+@click.option("--region", envvar="HUAWEICLOUD_SDK_REGION", show_envvar=True, metavar="NAME",
+              help="Region, e.g. cn-north-4: endpoint from the official SDK's region table.")
+@click.option("--endpoint", envvar="BULKOPS_ENDPOINT", show_envvar=True, metavar="URL",
+              help="Base URL that overrides --region, e.g. http://127.0.0.1:8080.")
+@click.option("--rate", type=float, default=10.0, show_default=True, metavar="R",
+              help="Most requests per second sent to one project.")
+@click.option("--burst", type=float, default=None, metavar="B",
+              help="Most requests one project may send at once after an idle spell. [default: rate]")
+@click.option("--rates-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Per-project limits (CSV or JSON: project_id, rate, burst) for raised quotas.")
+@click.option("--global-rate", type=float, default=None, metavar="R",
+              help="Most requests per second in all, across projects (one credential's ceiling).")
+@click.option("--concurrency", type=int, default=64, show_default=True, metavar="C",
+              help="Most requests in flight overall.")
+@click.option("--max-attempts", type=int, default=5, show_default=True, metavar="N",
+              help="Attempts per instance, the first included.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, metavar="S",
+              help="Seconds for one HTTP attempt.")
+@click.option("--resume", is_flag=True, help="Continue the report at --report: skip rows that succeeded there.")
+@click.option("--dry-run", is_flag=True, help="Read and validate everything, send nothing, print the plan.")
+@click.option("--wait", is_flag=True, help="Poll each accepted instance until STOPPED or STOP_FAILED.")
+@click.option("--wait-timeout", type=float, default=900.0, show_default=True, metavar="S",
+              help="With --wait, give up on an instance after this many seconds.")
+@click.option("--yes", "-y", is_flag=True, help="Never ask for confirmation.")
+@click.option("--insecure", is_flag=True,
+              help="Allow plain http:// to a non-loopback endpoint (credentials travel unencrypted).")
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
+              help="Structured logs on stderr. [default: console on a TTY, else json]")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
+              show_default=True)
+@click.option("--progress/--no-progress", default=None,
+              help="Progress display on stderr. [default: on when stderr is a TTY]")
+def stop_command(**kw: Any) -> None:
+    """Stop every DevServer instance listed in INPUT (a CSV file, or '-' for stdin).
+
+    Credentials come from the environment as the official SDK reads them: HUAWEICLOUD_SDK_AK and
+    HUAWEICLOUD_SDK_SK (with HUAWEICLOUD_SDK_SECURITY_TOKEN for temporary credentials), or
+    BULKOPS_AUTH_TOKEN (an IAM token).
+
+    Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
+    sent; 130 interrupted (run again with --resume).
+    """
+    from bulkops.command_stop import run_stop_command
+
+    try:
+        code = run_stop_command(**kw)
+    except BulkOpsError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        click.echo("bulkops: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BaseExceptionGroup as group:
+        found = find_error(group)
+        if found is None:
+            raise
+        fail(str(found))
+    sys.exit(code)

@@ -1,0 +1,183 @@
+"""`bulkops stop`: from parsed flags to a finished run and its exit code.
+
+Order matters for the contract's promise that exit 2 means nothing was sent: flags, endpoint,
+credentials, input header and report are all checked before the first request.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+import structlog
+
+from bulkops import logs
+from bulkops.auth import Credentials
+from bulkops.errors import ConfigError
+from bulkops.models import Result, Target
+from bulkops.options import Options, RateLimit, RetryPolicy
+from bulkops.plan import make_plan
+from bulkops.regions import endpoint_for
+from bulkops.report import ReportWriter, default_report_path, load_resume
+from bulkops.summary import EXIT_FAILED, EXIT_OK
+from bulkops.targets import count_rows, read_targets
+
+log = structlog.get_logger("bulkops.cli")
+
+
+def resolve_endpoint(endpoint: str | None, region: str | None) -> str | None:
+    """--endpoint wins over --region; None when neither is given."""
+    if endpoint:
+        return endpoint
+    if region:
+        url, known = endpoint_for(region)
+        if not known:
+            log.warning("bulkops.region.unknown", region=region, endpoint=url)
+        return url
+    return None
+
+
+def load_rates(path: str) -> dict[str, RateLimit]:
+    """Per-project limits from a CSV (project_id,rate[,burst]) or JSON file (list or mapping)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read --rates-file {path}: {exc.strerror or exc}") from exc
+    rows: list[dict[str, Any]]
+    try:
+        if path.lower().endswith(".json") or text.lstrip().startswith(("{", "[")):
+            data = json.loads(text)
+            if isinstance(data, dict):
+                rows = [
+                    {"project_id": k, **(v if isinstance(v, dict) else {"rate": v})} for k, v in data.items()
+                ]
+            elif isinstance(data, list):
+                rows = [r for r in data if isinstance(r, dict)]
+            else:
+                raise ConfigError(f"--rates-file {path}: expected a JSON list or object")
+        else:
+            rows = [{k.strip().lower(): v for k, v in r.items() if k} for r in csv.DictReader(io.StringIO(text))]
+        rates: dict[str, RateLimit] = {}
+        for n, row in enumerate(rows, start=1):
+            project = str(row.get("project_id", "")).strip()
+            if not project:
+                raise ConfigError(f"--rates-file {path}: entry {n} has no project_id")
+            burst = row.get("burst")
+            rates[project] = RateLimit(
+                float(row["rate"]), float(burst) if burst not in (None, "") else None
+            )
+        return rates
+    except (ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--rates-file {path}: each entry needs project_id and a numeric rate") from exc
+
+
+def build_options(kw: dict[str, Any], endpoint: str, credentials: Credentials | None) -> Options:
+    """Options from the stop command's flags (raises ConfigError on nonsense values)."""
+    rates = load_rates(kw["rates_file"]) if kw.get("rates_file") else {}
+    return Options(
+        endpoint=endpoint,
+        credentials=credentials,
+        rate=RateLimit(kw["rate"], kw["burst"]),
+        rates=rates,
+        global_rate=RateLimit(kw["global_rate"]) if kw["global_rate"] is not None else None,
+        concurrency=kw["concurrency"],
+        retry=RetryPolicy(max_attempts=kw["max_attempts"]),
+        timeout=kw["timeout"],
+        wait=kw["wait"],
+        wait_timeout=kw["wait_timeout"],
+        insecure=kw["insecure"],
+    )
+
+
+def _peeked(items: Iterator[Target | Result]) -> Iterator[Target | Result]:
+    """Read the first row now, so a bad header fails before anything is sent."""
+    first = next(items, None)
+    return items if first is None else chain((first,), items)
+
+
+def run_stop_command(**kw: Any) -> int:
+    """The whole `bulkops stop` command; returns the exit code (raises BulkOpsError for exit 2)."""
+    credentials = _credentials()
+    fmt = kw["log_format"] or ("console" if sys.stderr.isatty() else "json")
+    logs.configure(fmt=fmt, level=kw["log_level"], secrets=credentials.secrets() if credentials else ())
+    endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
+    input_path: str = kw["input_path"]
+    default_project = kw["project_id"] or None
+    dry_run: bool = kw["dry_run"]
+
+    if dry_run:
+        options = build_options(kw, endpoint or "https://dry-run.invalid", credentials)
+        plan = make_plan(read_targets(_source(input_path), default_project=default_project))
+        click.echo(plan.render(options), err=True)
+        return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
+
+    if endpoint is None:
+        raise ConfigError("no endpoint: give --region (e.g. cn-north-4) or --endpoint URL")
+    options = build_options(kw, endpoint, credentials)
+    from bulkops.api import check_endpoint
+
+    url, plain_remote = check_endpoint(endpoint, insecure=kw["insecure"])
+    if plain_remote:
+        log.warning("bulkops.transport.insecure", host=url.host)
+    if credentials is None and url.host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            "no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or BULKOPS_AUTH_TOKEN"
+        )
+    items = _peeked(read_targets(_source(input_path), default_project=default_project))
+
+    report_path = kw["report_path"] or default_report_path()
+    resume = load_resume(report_path) if kw["resume"] else None
+    if resume is not None and resume.repaired:
+        log.warning("bulkops.report.repaired", path=report_path)
+    if not _confirmed(kw, input_path, endpoint):
+        click.echo("bulkops: nothing sent", err=True)
+        return EXIT_FAILED
+    writer = ReportWriter.open(report_path, append=bool(kw["resume"]))
+    observer = _observer(kw, input_path)
+    from bulkops.runner import run_stop
+
+    stats = anyio.run(lambda: run_stop(items, options, writer, resume=resume, observer=observer))
+    if report_path != "-":
+        click.echo(f"report: {report_path}", err=True)
+    return stats.exit_code()
+
+
+def _credentials() -> Credentials | None:
+    try:
+        return Credentials.from_env()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _source(input_path: str) -> Any:
+    return sys.stdin.buffer if input_path == "-" else input_path
+
+
+def _confirmed(kw: dict[str, Any], input_path: str, endpoint: str) -> bool:
+    if kw["yes"] or input_path == "-" or not sys.stdin.isatty():
+        return True
+    total = count_rows(input_path)
+    rows = f"{total} rows" if total is not None else "the rows"
+    return click.confirm(f"Stop {rows} of {input_path} against {endpoint}?", default=False, err=True)
+
+
+def _observer(kw: dict[str, Any], input_path: str) -> Any:
+    show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()
+    if not show:
+        return None
+    try:
+        from bulkops.progress import progress_observer
+    except ImportError:
+        return None
+    total = count_rows(input_path) if input_path != "-" else None
+    return progress_observer(total)

@@ -1,0 +1,562 @@
+"""The engine: one anyio task group that turns targets into final results, bounded at every stage.
+
+    targets ──► reader ──► Scheduler ──► dispatcher ──► workers (C) ──► client ──► API
+                 │        (per-project    (waits for an    │
+                 │         queues, tokens, idle worker,    ├─ retry / poll: back into the Scheduler,
+                 │         fair)           then a token)   │   with a deadline (no worker held)
+                 └────────────── results (bounded stream) ◄┘──► the caller (report writer, progress)
+
+Bounds. The reader stops reading while the scheduler holds `lookahead` jobs; the dispatcher only pops a
+job when a worker is idle, so at most `concurrency` requests are in flight; workers block on the results
+stream when the consumer lags. Memory is O(lookahead + concurrency + projects), never O(rows).
+
+Decisions, each in one place:
+* Classification is `outcomes.classify_stop/classify_show`; the retry decision is `_retry_or_fail` here;
+  backoff and budget are `retry.Backoff` and `retry.RetryBudget`.
+* A retry or a poll goes back into the scheduler with a deadline, so it takes a token like any request
+  and never holds a worker while it waits.
+* Never a second stop after a success answer: a job that got one either finishes or turns into a poll.
+* 401/403 count per project; after `circuit_threshold` in a row, the project's circuit opens: its queued
+  rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request.
+* A graceful stop (`Run.stop()`, e.g. on SIGINT) stops reading and dispatching, lets in-flight requests
+  finish within `grace` seconds, then cancels them. Rows not finished get no record, so `--resume`
+  sends them again (a stop is safe to repeat); a job that was only waiting to poll is reported `accepted`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+import structlog
+from anyio import CancelScope
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from bulkops.clock import Clock, SystemClock
+from bulkops.models import (
+    CIRCUIT_OPEN,
+    INVALID_ID,
+    INVALID_PROJECT_ID,
+    RETRY_BUDGET,
+    WAIT_TIMEOUT,
+    Outcome,
+    Reply,
+    Result,
+    Target,
+)
+from bulkops.options import Options
+from bulkops.outcomes import Action, classify_show, classify_stop
+from bulkops.ratelimit import AdaptiveBucket, TokenBucket, parse_throttle
+from bulkops.report import ResumeState, utc_now
+from bulkops.retry import Backoff, RetryBudget
+from bulkops.scheduler import Scheduler
+from bulkops.summary import RunStats
+from bulkops.validation import is_valid_instance_id, is_valid_project_id
+
+log = structlog.get_logger("bulkops.engine")
+
+_READ_BATCH = 512
+_RESULT_BUFFER = 1024
+_MAX_TICK = 0.05
+_FIRST_POLL = 3.0
+_MAX_POLL = 30.0
+
+
+class Client(Protocol):
+    """What the engine needs of a DevServer client (`api.DevServerClient`, or a test double)."""
+
+    async def stop(self, project_id: str, instance_id: str) -> Reply: ...
+
+    async def show(self, project_id: str, instance_id: str) -> Reply: ...
+
+
+@dataclass(slots=True)
+class _Job:
+    target: Target
+    project_id: str
+    attempts: int = 0
+    stop_attempts: int = 0
+    failures: int = 0
+    first_at: float | None = None
+    last: Reply | None = None
+    polling: bool = False
+    poll_started: float = 0.0
+    polls: int = 0
+
+
+@dataclass
+class Run:
+    """A running bulk stop: iterate it for results as they finish; `stop()` asks it to wind down."""
+
+    stats: RunStats
+    _results: MemoryObjectReceiveStream[Result]
+    _engine: _Engine = field(repr=False)
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        return self._results.__aiter__()
+
+    async def batches(self, size: int = 512) -> AsyncIterator[list[Result]]:
+        """Results in batches: waits for one, then takes what else is ready (up to `size`)."""
+        recv = self._results
+        async for first in recv:
+            batch = [first]
+            while len(batch) < size:
+                try:
+                    batch.append(recv.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            yield batch
+
+    def stop(self) -> None:
+        """Stop reading and dispatching; in-flight requests finish within the grace period."""
+        self._engine.request_stop()
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called."""
+        return self._engine.stopping
+
+
+def _validated(target: Target) -> Target | Result:
+    """Defence in depth for hand-built targets: a bad one becomes an invalid record, never a request."""
+    if not is_valid_project_id(target.project_id):
+        return Result(
+            target.line, target.project_id[:200], target.id[:200], Outcome.INVALID,
+            error_code=INVALID_PROJECT_ID, error_msg="project id is not 1-64 of [A-Za-z0-9_-]",
+        )  # fmt: skip
+    if not is_valid_instance_id(target.id):
+        return Result(
+            target.line, target.project_id, target.id[:200], Outcome.INVALID,
+            error_code=INVALID_ID, error_msg="id does not match the API's instance id pattern",
+        )  # fmt: skip
+    return target
+
+
+class _Engine:
+    def __init__(
+        self,
+        options: Options,
+        client: Client,
+        out: MemoryObjectSendStream[Result],
+        stats: RunStats,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        resume: ResumeState | None,
+    ) -> None:
+        self.options = options
+        self.client = client
+        self.out = out
+        self.stats = stats
+        self.clock = clock
+        self.resume = resume
+        self.backoff = Backoff(options.retry, rng)
+        self.budget = RetryBudget(options.retry.budget_ratio, options.retry.budget_floor)
+        glob = AdaptiveBucket(options.global_rate, clock.monotonic()) if options.global_rate else None
+        self.sched: Scheduler[_Job] = Scheduler(self._bucket_for, glob)
+        self.denials: dict[str, int] = {}
+        self.open_circuits: set[str] = set()
+        self.inflight = 0
+        self.reader_done = False
+        self.stopping = False
+        self._wake = anyio.Event()
+        self._space = anyio.Event()
+        self.front: CancelScope | None = None
+        self.active_workers = 0
+        self.workers_done = anyio.Event()
+
+    def _bucket_for(self, project_id: str, now: float) -> TokenBucket:
+        limit = self.options.rate_for(project_id)
+        if self.options.adaptive:
+            return AdaptiveBucket(limit, now)
+        return TokenBucket(limit, now)
+
+    # -- signalling -------------------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._wake.set()
+
+    async def _wait_notified(self) -> None:
+        await self._wake.wait()
+        self._wake = anyio.Event()
+
+    def request_stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            log.info("bulkops.run.stopping", inflight=self.inflight, queued=self.sched.pending())
+        self._notify()
+        self._space.set()
+        if self.front is not None:
+            self.front.cancel()
+
+    # -- results ----------------------------------------------------------------------------------------
+
+    async def _emit(self, result: Result) -> None:
+        self.stats.count(result)
+        await self.out.send(result)
+
+    async def _finish(self, job: _Job, outcome: Outcome, **overrides: object) -> None:
+        reply = job.last
+        now = self.clock.monotonic()
+        fields: dict[str, object] = {
+            "status": reply.status if reply else None,
+            "http_status": reply.http_status if reply else None,
+            "error_code": reply.error_code if reply else None,
+            "error_msg": reply.error_msg if reply else None,
+            "request_id": reply.request_id if reply else None,
+        }
+        if outcome.succeeded and outcome is not Outcome.ALREADY_STOPPED:
+            fields["error_code"] = fields["error_msg"] = None
+        fields.update(overrides)
+        t = job.target
+        elapsed = 0 if job.first_at is None else round((now - job.first_at) * 1000)
+        result = Result(
+            t.line, t.project_id, t.id, outcome, attempts=job.attempts, elapsed_ms=elapsed,
+            finished_at=utc_now(), **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await self._emit(result)
+
+    async def _skip_for_circuit(self, job: _Job) -> None:
+        if job.polling:
+            await self._finish(job, Outcome.ACCEPTED)
+            return
+        await self._finish(
+            job,
+            Outcome.SKIPPED,
+            status=None,
+            http_status=None,
+            request_id=None,
+            error_code=CIRCUIT_OPEN,
+            error_msg=f"not sent: project {job.project_id} refused authentication "
+            f"{self.options.circuit_threshold} times in a row",
+        )
+
+    # -- reader -----------------------------------------------------------------------------------------
+
+    async def read(self, targets: Iterable[Target | Result] | AsyncIterable[Target | Result]) -> None:
+        try:
+            async for batch in _batches(targets):
+                for item in batch:
+                    if self.stopping:
+                        return
+                    await self._admit(item)
+        finally:
+            self.reader_done = True
+            self._notify()
+
+    async def _admit(self, item: Target | Result) -> None:
+        resume = self.resume
+        if isinstance(item, Result):
+            if resume is not None and resume.line_done(item.line):
+                self.stats.resumed_skips += 1
+                return
+            await self._emit(item)
+            return
+        checked = _validated(item)
+        if isinstance(checked, Result):
+            await self._emit(checked)
+            return
+        if resume is not None and resume.done(item.project_id, item.id):
+            self.stats.resumed_skips += 1
+            return
+        job = _Job(item, item.project_id)
+        if item.project_id in self.open_circuits:
+            await self._skip_for_circuit(job)
+            return
+        while self.sched.pending() >= self.options.lookahead and not self.stopping:
+            self._space = anyio.Event()
+            await self._space.wait()
+        if self.stopping:
+            return
+        self.sched.push(job, self.clock.monotonic())
+        self._notify()
+
+    # -- dispatcher -------------------------------------------------------------------------------------
+
+    async def dispatch(self, jobs: MemoryObjectSendStream[_Job], idle: anyio.Semaphore) -> None:
+        async with jobs:
+            while not self.stopping:
+                await idle.acquire()
+                job = await self._next_job()
+                if job is None:
+                    idle.release()
+                    return
+                self.inflight += 1
+                self._space.set()
+                await jobs.send(job)
+
+    async def _next_job(self) -> _Job | None:
+        while not self.stopping:
+            popped = self.sched.pop(self.clock.monotonic())
+            if popped is None:
+                if self.reader_done and self.inflight == 0:
+                    return None
+                await self._wait_notified()
+            elif isinstance(popped, float):
+                await self.clock.sleep(min(popped, _MAX_TICK))
+            else:
+                return popped
+        return None
+
+    # -- workers ----------------------------------------------------------------------------------------
+
+    async def work(self, jobs: MemoryObjectReceiveStream[_Job], idle: anyio.Semaphore) -> None:
+        try:
+            async with jobs:
+                async for job in jobs:
+                    try:
+                        await self._handle(job)
+                    finally:
+                        self.inflight -= 1
+                        idle.release()
+                        self._notify()
+        finally:
+            self.active_workers -= 1
+            if self.active_workers == 0:
+                self.workers_done.set()
+
+    async def _handle(self, job: _Job) -> None:
+        clock = self.clock
+        t = job.target
+        now = clock.monotonic()
+        if job.first_at is None:
+            job.first_at = now
+            self.budget.on_request()
+        stats = self.stats
+        if job.polling:
+            reply = await self.client.show(t.project_id, t.id)
+            stats.polls_sent += 1
+            verdict = classify_show(reply)
+        else:
+            reply = await self.client.stop(t.project_id, t.id)
+            stats.stops_sent += 1
+            job.stop_attempts += 1
+            verdict = classify_stop(reply)
+        stats.requests += 1
+        job.attempts += 1
+        job.last = reply
+        now = clock.monotonic()
+        action = verdict.action
+        bucket = self.sched.bucket(job.project_id)
+        if action is Action.THROTTLED:
+            stats.throttled += 1
+            if isinstance(bucket, AdaptiveBucket):
+                bucket.on_throttle(now, parse_throttle(reply.error_msg))
+            log.debug("bulkops.stop.throttled", project_id=t.project_id, id=t.id, attempt=job.attempts)
+            await self._retry_or_fail(job, reply, now)
+            return
+        if reply.http_status is not None and isinstance(bucket, AdaptiveBucket):
+            bucket.on_success(now)
+        if action is Action.RETRY:
+            await self._retry_or_fail(job, reply, now)
+            return
+        if action is Action.DENIED:
+            await self._finish(job, verdict.outcome or Outcome.FAILED)
+            await self._count_denial(job.project_id)
+            return
+        self.denials.pop(job.project_id, None)
+        if action is Action.PENDING:
+            await self._poll_later(job, now)
+            return
+        outcome = verdict.outcome or Outcome.FAILED
+        if outcome is Outcome.ACCEPTED and self.options.wait and not job.polling:
+            job.polling = True
+            job.poll_started = now
+            job.failures = 0
+            self.sched.push_later(job, now + _FIRST_POLL)
+            return
+        await self._finish(job, outcome)
+
+    async def _poll_later(self, job: _Job, now: float) -> None:
+        if now - job.poll_started >= self.options.wait_timeout:
+            await self._finish(
+                job,
+                Outcome.FAILED,
+                error_code=WAIT_TIMEOUT,
+                error_msg=f"still {job.last.status if job.last else 'unknown'} after "
+                f"--wait-timeout {self.options.wait_timeout:g}s",
+            )
+            return
+        job.polls += 1
+        delay = min(_MAX_POLL, _FIRST_POLL * 1.5**job.polls)
+        self.sched.push_later(job, now + delay)
+
+    async def _retry_or_fail(self, job: _Job, reply: Reply, now: float) -> None:
+        job.failures += 1
+        if job.polling:
+            # A failed poll: the stop was taken; keep polling until --wait-timeout.
+            await self._poll_later(job, now)
+            return
+        if job.stop_attempts >= self.options.retry.max_attempts:
+            await self._finish(job, Outcome.FAILED)
+            return
+        if not self.budget.try_spend():
+            await self._finish(
+                job,
+                Outcome.FAILED,
+                error_code=RETRY_BUDGET,
+                error_msg=f"retry budget spent (too many failures run-wide); last: "
+                f"{reply.error_code or reply.http_status}: {reply.error_msg or ''}"[:300],
+            )
+            return
+        self.stats.retries += 1
+        delay = self.backoff.delay(job.failures, reply.retry_after)
+        log.debug(
+            "bulkops.stop.retry",
+            project_id=job.project_id,
+            id=job.target.id,
+            attempt=job.attempts,
+            delay=round(delay, 3),
+            http_status=reply.http_status,
+            error_code=reply.error_code,
+        )
+        self.sched.push_later(job, now + delay)
+
+    async def _count_denial(self, project_id: str) -> None:
+        n = self.denials.get(project_id, 0) + 1
+        self.denials[project_id] = n
+        if n < self.options.circuit_threshold or project_id in self.open_circuits:
+            return
+        self.open_circuits.add(project_id)
+        self.stats.circuits_opened.append(project_id)
+        drained = self.sched.drain_project(project_id)
+        log.warning("bulkops.circuit.open", project_id=project_id, denials=n, skipped_queued=len(drained))
+        for job in drained:
+            await self._skip_for_circuit(job)
+        self._space.set()
+
+    async def settle(self) -> None:
+        """After a graceful stop: report jobs that were only waiting to poll as accepted."""
+        for project_id in list(self._projects_with_pending()):
+            for job in self.sched.drain_project(project_id):
+                if job.polling:
+                    await self._finish(job, Outcome.ACCEPTED)
+
+    def _projects_with_pending(self) -> Iterator[str]:
+        return iter(self.sched.projects())
+
+
+async def _batches(
+    targets: Iterable[Target | Result] | AsyncIterable[Target | Result],
+) -> AsyncIterator[list[Target | Result]]:
+    """Yield the input in batches; a blocking iterator (a file, stdin) is read off the event loop."""
+    if isinstance(targets, AsyncIterable):
+        batch: list[Target | Result] = []
+        async for item in targets:
+            batch.append(item)
+            if len(batch) >= _READ_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        return
+    if isinstance(targets, list | tuple):
+        for i in range(0, len(targets), _READ_BATCH):
+            yield list(targets[i : i + _READ_BATCH])
+        return
+    it = iter(targets)
+
+    def take() -> list[Target | Result]:
+        return [item for _, item in zip(range(_READ_BATCH), it, strict=False)]
+
+    while True:
+        chunk = await anyio.to_thread.run_sync(take)
+        if not chunk:
+            return
+        yield chunk
+
+
+@asynccontextmanager
+async def stop_instances(
+    targets: Iterable[Target | Result] | AsyncIterable[Target | Result],
+    options: Options,
+    *,
+    resume: ResumeState | None = None,
+    client: Client | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    stats: RunStats | None = None,
+) -> AsyncIterator[Run]:
+    """Stop every target; iterate the yielded `Run` for one final `Result` per input row.
+
+        async with bulkops.stop_instances(bulkops.read_targets("ids.csv", default_project=None),
+                                          options) as run:
+            async for result in run:
+                print(result.line, result.outcome)
+
+    `targets` is any iterable (read off the event loop) or async iterable of `Target` (rows to send) and
+    `Result` (rows already decided, e.g. invalid ones from `read_targets`). `client` defaults to a
+    `DevServerClient` for `options.endpoint`; `clock` and `rng` are injectable for tests.
+    """
+    clock = clock or SystemClock()
+    stats = stats or RunStats(started=clock.monotonic())
+    send, recv = anyio.create_memory_object_stream[Result](_RESULT_BUFFER)
+    async with _client_for(options, client) as api:
+        engine = _Engine(
+            options, api, send, stats, clock=clock, rng=rng or random.Random(), resume=resume
+        )
+        async with anyio.create_task_group() as tg, recv:
+            tg.start_soon(_main, engine, targets)
+            run = Run(stats, recv, engine)
+            try:
+                yield run
+            finally:
+                tg.cancel_scope.cancel()
+    stats.finished = clock.monotonic()
+    stats.interrupted = engine.stopping
+
+
+async def _main(
+    engine: _Engine, targets: Iterable[Target | Result] | AsyncIterable[Target | Result]
+) -> None:
+    """Run reader, dispatcher and workers; close the results stream when every row is final."""
+    options = engine.options
+    jobs_send, jobs_recv = anyio.create_memory_object_stream[_Job](options.concurrency)
+    idle = anyio.Semaphore(options.concurrency)
+    log.info("bulkops.run.start", concurrency=options.concurrency, rate=options.rate.rate)
+    async with engine.out:
+        async with anyio.create_task_group() as workers:
+            engine.active_workers = options.concurrency
+            for _ in range(options.concurrency):
+                workers.start_soon(engine.work, jobs_recv.clone(), idle)
+            jobs_recv.close()
+            async with anyio.create_task_group() as front:
+                engine.front = front.cancel_scope
+                front.start_soon(engine.read, targets)
+                front.start_soon(engine.dispatch, jobs_send, idle)
+            if engine.stopping:
+                workers.start_soon(_grace, engine, workers.cancel_scope)
+        if engine.stopping:
+            await engine.settle()
+    engine.stats.finished = engine.clock.monotonic()
+    log.info("bulkops.run.finish", **engine.stats.as_dict())
+
+
+async def _grace(engine: _Engine, workers: CancelScope) -> None:
+    """After a stop request, give in-flight requests `grace` seconds, then cancel them."""
+    with anyio.move_on_after(engine.options.grace):
+        await engine.workers_done.wait()
+        return
+    log.warning("bulkops.run.grace_expired", inflight=engine.inflight)
+    workers.cancel()
+
+
+@asynccontextmanager
+async def _client_for(options: Options, client: Client | None) -> AsyncIterator[Client]:
+    if client is not None:
+        yield client
+        return
+    from bulkops.api import DevServerClient  # aiohttp is imported only when a run really sends
+
+    async with DevServerClient(
+        options.endpoint,
+        options.credentials,
+        timeout=options.timeout,
+        concurrency=options.concurrency,
+        insecure=options.insecure,
+    ) as api:
+        yield api

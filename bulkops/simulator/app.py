@@ -1,0 +1,300 @@
+"""The simulator server: one aiohttp.web application that behaves like the DevServer API and its gateway.
+
+    PUT /v1/{project_id}/dev-servers/{id}/stop   stop an instance (200 with the instance, STOPPING)
+    GET /v1/{project_id}/dev-servers/{id}        show an instance (200 with its current status)
+    GET /_sim/stats                              counters per project, as JSON (no auth)
+    anything else                                404 APIGW.0101
+
+Each API request goes through the gateway's steps in order: latency, authentication (401), forbidden
+project (403), throttling (429), fault injection, then the operation. Every answer carries a unique
+`X-Request-Id`. The handler is kept lean for benchmarks: no logging, no middleware, bodies pre-rendered
+where they do not depend on the instance, and no body read unless authentication needs it.
+
+`Simulator` holds the state (inventory, instance store, counters, request log) and makes the app;
+`run_simulator` serves it on 127.0.0.1 on a free port for the duration of an `async with`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from aiohttp import web
+
+from bulkops.simulator import answers
+from bulkops.simulator.config import SimulatorConfig
+from bulkops.simulator.faults import FAULT_STATUS, FaultPicker
+from bulkops.simulator.inventory import make_inventory
+from bulkops.simulator.state import InstanceStore, unit
+from bulkops.simulator.stats import ProjectStats, RequestRecord, Stats
+from bulkops.simulator.throttle import Throttle
+from bulkops.simulator.verify import Verifier, credential_key
+
+SIMULATOR: Final = web.AppKey("simulator", "Simulator")
+_JSON: Final = answers.JSON
+
+
+class Simulator:
+    """The simulated API's state, and the request handlers that read and change it.
+
+    Attributes: `config`, `url` (set once serving), `inventory`, `instances` (the state machine, whose
+    `overrides` holds every changed instance), `stats`, `request_log` (a bounded deque of RequestRecord).
+    `clock` is monotonic seconds (throttling, stop delay); `wall_clock` is POSIX seconds (X-Sdk-Date skew,
+    update_at). Both are injectable so that tests step time by hand.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config = config if config is not None else SimulatorConfig()
+        self.url = ""
+        self.clock = clock
+        self.inventory = make_inventory(config.inventory, config.inventory_file)
+        self.instances = InstanceStore(
+            self.inventory,
+            stop_delay=config.stop_delay,
+            stop_failed_share=config.stop_failed_share,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+        self.stats = Stats()
+        self.request_log: deque[RequestRecord] = deque(maxlen=config.request_log_size)
+        self._record = config.record_requests
+        self._throttle = Throttle(config, clock)
+        self._faults = FaultPicker(config)
+        self._verifier = Verifier(config, wall_clock) if config.auth_enabled else None
+        self._forbidden = config.forbidden_projects
+        self._rid_prefix = secrets.token_hex(8)
+        self._rid = itertools.count(1)
+        self._closing = asyncio.Event()
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application serving this simulator."""
+        app = web.Application()
+        app[SIMULATOR] = self
+        app.router.add_put("/v1/{project_id}/dev-servers/{id}/stop", self._stop)
+        app.router.add_get("/v1/{project_id}/dev-servers/{id}", self._show, allow_head=False)
+        app.router.add_get("/_sim/stats", self._stats, allow_head=False)
+        app.router.add_route("*", "/{tail:.*}", self._no_api)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        self._closing.set()
+
+    def _request_id(self) -> str:
+        return f"{self._rid_prefix}{next(self._rid):016x}"
+
+    def _answer(self, status: int, body: bytes, rid: str, retry_after: int | None = None) -> web.Response:
+        headers = {"X-Request-Id": rid}
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
+
+    def _log(
+        self,
+        arrived: float,
+        method: str,
+        project_id: str,
+        instance_id: str,
+        status: int | None,
+        code: str | None,
+        applied: bool,
+        fault: str | None,
+    ) -> None:
+        self.request_log.append(
+            RequestRecord(arrived, method, project_id, instance_id, status, code, applied, fault)
+        )
+
+    async def _stop(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, stop=True)
+
+    async def _show(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, stop=False)
+
+    async def _serve(self, request: web.Request, *, stop: bool) -> web.StreamResponse:
+        arrived = self.clock()
+        match = request.match_info
+        project_id, instance_id = match["project_id"], match["id"]
+        pstats = self.stats.project(project_id)
+        pstats.requests += 1
+        rid = self._request_id()
+        faults = self._faults
+        if faults.has_latency:
+            await asyncio.sleep(faults.delay())
+
+        status, body, code, retry_after = await self._admit(request, project_id, pstats)
+        if status:
+            return self._finish(
+                request, pstats, arrived, project_id, instance_id, status, body, code, rid, retry_after=retry_after
+            )
+
+        fault = faults.draw(project_id)
+        applied = False
+        if fault is not None:
+            pstats.fault(fault)
+            if fault == "reset":
+                return self._reset(request, arrived, project_id, instance_id)
+            if fault == "hang":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
+                code, body = answers.SERVER_ERRORS[504]
+                return self._finish(
+                    request, pstats, arrived, project_id, instance_id, 504, body, code, rid, fault=fault
+                )
+            if fault != "applied_then_503":
+                status = FAULT_STATUS[fault]
+                code, body = answers.SERVER_ERRORS[status]
+                return self._finish(
+                    request, pstats, arrived, project_id, instance_id, status, body, code, rid, fault=fault
+                )
+            if stop:
+                applied = self.instances.stop(project_id, instance_id)[1]
+                pstats.state_changes += applied
+            code, body = answers.SERVER_ERRORS[503]
+            return self._finish(
+                request, pstats, arrived, project_id, instance_id, 503, body, code, rid, applied, fault
+            )
+
+        if stop:
+            now_status, applied, update_ms = self.instances.stop(project_id, instance_id)
+            if applied:
+                pstats.state_changes += 1
+                status, body, code = 200, answers.instance_body(instance_id, "STOPPING", update_ms), None
+            elif now_status is None:
+                status, body, code = self._not_found(instance_id)
+            elif now_status == "STOPPED":
+                status, body, code = 400, answers.BODY_ALREADY_STOPPED, answers.ALREADY_STOPPED[0]
+            elif now_status == "STOPPING":
+                status, body, code = 400, answers.BODY_STOPPING, answers.STOPPING[0]
+            else:
+                status, body, code = 400, answers.BODY_BAD_STATUS, answers.BAD_STATUS[0]
+        else:
+            current = self.instances.status(project_id, instance_id)
+            if current is None:
+                status, body, code = self._not_found(instance_id)
+            else:
+                status, body, code = 200, answers.instance_body(instance_id, *current), None
+        return self._finish(request, pstats, arrived, project_id, instance_id, status, body, code, rid, applied)
+
+    async def _admit(
+        self, request: web.Request, project_id: str, pstats: ProjectStats
+    ) -> tuple[int, bytes, str | None, int | None]:
+        """The gateway's checks: (0, ...) when the request may proceed, else the answer to give.
+
+        Returns (status, body, error_code, retry_after).
+        """
+        verifier = self._verifier
+        if verifier is not None:
+            body = await request.read() if request.body_exists else b""
+            path = request.raw_path.split("?", 1)[0]
+            credential, reason = verifier.verify(
+                request.method, path, request.query.items(), request.headers, body
+            )
+            if credential is None:
+                return 401, answers.auth_body(reason or ""), answers.AUTH_FAILED, None
+        else:
+            credential = credential_key(request.headers)
+        if project_id in self._forbidden:
+            return 403, answers.BODY_FORBIDDEN, answers.FORBIDDEN[0], None
+        refusal = self._throttle.admit(project_id, credential)
+        if refusal is not None:
+            pstats.throttled += 1
+            retry_after = refusal.retry_after if self.config.retry_after else None
+            return 429, refusal.body, answers.THROTTLED, retry_after
+        return 0, b"", None, None
+
+    def _not_found(self, instance_id: str) -> tuple[int, bytes, str]:
+        share = self.config.not_found_404_share
+        status = 404 if share >= 1.0 or (share > 0 and unit(instance_id) < share) else 400
+        return status, answers.BODY_NOT_FOUND, answers.NOT_FOUND[0]
+
+    def _finish(
+        self,
+        request: web.Request,
+        pstats: ProjectStats,
+        arrived: float,
+        project_id: str,
+        instance_id: str,
+        status: int,
+        body: bytes,
+        code: str | None,
+        rid: str,
+        applied: bool = False,
+        fault: str | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> web.Response:
+        pstats.answered(status)
+        if self._record:
+            self._log(arrived, request.method, project_id, instance_id, status, code, applied, fault)
+        return self._answer(status, body, rid, retry_after)
+
+    def _reset(self, request: web.Request, arrived: float, project_id: str, instance_id: str) -> web.Response:
+        if self._record:
+            self._log(arrived, request.method, project_id, instance_id, None, None, False, "reset")
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        # aiohttp's attempt to write this to the aborted transport fails quietly (a ConnectionError it
+        # expects), so the client sees a disconnect and the server logs nothing.
+        return web.Response(status=500)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        payload = self.stats.as_dict()
+        payload["overrides"] = len(self.instances.overrides)
+        return web.Response(
+            body=json.dumps(payload).encode(),
+            content_type=_JSON,
+            headers={"X-Request-Id": self._request_id()},
+        )
+
+    async def _no_api(self, request: web.Request) -> web.Response:
+        return self._answer(404, answers.BODY_NO_API, self._request_id())
+
+
+def build_app(
+    config: SimulatorConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """A fresh simulator's application; the Simulator itself is `app[SIMULATOR]`."""
+    return Simulator(config, clock=clock, wall_clock=wall_clock).build_app()
+
+
+@contextlib.asynccontextmanager
+async def run_simulator(
+    config: SimulatorConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Simulator]:
+    """Serve a simulator on `config.host` (127.0.0.1) and `config.port` (0: a free one) while inside.
+
+    The yielded Simulator's `url` is `http://127.0.0.1:<port>`. Leaving ends hanging requests at once and
+    closes every connection.
+    """
+    simulator = Simulator(config, clock=clock, wall_clock=wall_clock)
+    runner = web.AppRunner(simulator.build_app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, simulator.config.host, simulator.config.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        simulator.url = f"http://{simulator.config.host}:{port}"
+        yield simulator
+    finally:
+        simulator._closing.set()
+        await runner.cleanup()

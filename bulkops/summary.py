@@ -1,0 +1,120 @@
+"""Counts of a run as it goes, and the summary printed at its end.
+
+`RunStats` is mutated by the engine only (one event loop, no locks): rows by outcome and by project,
+requests sent, retries, 429s, interruptions. `render()` gives the human summary that goes to stderr;
+`as_dict()` the same figures for machines (logs, `--json`, benchmarks). `exit_code()` maps a finished
+run to the contract's exit status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bulkops.models import Outcome, Result
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class RunStats:
+    """Live counters of one run."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    rows: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    per_project: dict[str, Counter[str]] = field(default_factory=dict)
+    requests: int = 0
+    stops_sent: int = 0
+    polls_sent: int = 0
+    retries: int = 0
+    throttled: int = 0
+    resumed_skips: int = 0
+    circuits_opened: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    dry_run: bool = False
+
+    def count(self, result: Result) -> None:
+        """Count one final record."""
+        self.rows += 1
+        self.outcomes[result.outcome.value] += 1
+        project = result.project_id or "-"
+        per = self.per_project.get(project)
+        if per is None:
+            per = self.per_project[project] = Counter()
+        per[result.outcome.value] += 1
+
+    @property
+    def duration(self) -> float:
+        """Seconds from start to finish (or to now while running)."""
+        end = self.finished if self.finished is not None else time.monotonic()
+        return max(0.0, end - self.started)
+
+    @property
+    def succeeded(self) -> int:
+        """Rows whose outcome is a success."""
+        return sum(n for o, n in self.outcomes.items() if Outcome(o).succeeded)
+
+    @property
+    def unsuccessful(self) -> int:
+        """Rows that did not succeed (failed, not_found, invalid, skipped)."""
+        return self.rows - self.succeeded
+
+    def exit_code(self) -> int:
+        """0 when every row succeeded (or was valid, in a dry run), 1 otherwise, 130 when interrupted."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.dry_run:
+            return EXIT_OK if self.outcomes.get(Outcome.INVALID.value, 0) == 0 else EXIT_FAILED
+        return EXIT_OK if self.unsuccessful == 0 else EXIT_FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as plain JSON-able values."""
+        duration = self.duration
+        return {
+            "rows": self.rows,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "per_project": {p: dict(sorted(c.items())) for p, c in sorted(self.per_project.items())},
+            "requests": self.requests,
+            "stops_sent": self.stops_sent,
+            "polls_sent": self.polls_sent,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "resumed_skips": self.resumed_skips,
+            "circuits_opened": list(self.circuits_opened),
+            "duration_s": round(duration, 3),
+            "requests_per_s": round(self.requests / duration, 1) if duration > 0 else 0.0,
+            "interrupted": self.interrupted,
+        }
+
+    def render(self, *, max_projects: int = 20) -> str:
+        """A few lines for a human: outcomes, per-project counts, traffic, rate, duration."""
+        d = self.as_dict()
+        title = "bulkops dry run" if self.dry_run else "bulkops stop"
+        state = " (interrupted: run again with --resume to continue)" if self.interrupted else ""
+        lines = [f"{title}: {self.rows} rows in {d['duration_s']:.1f}s{state}"]
+        outcomes = ", ".join(f"{k} {v}" for k, v in d["outcomes"].items()) or "none"
+        lines.append(f"  outcomes: {outcomes}")
+        if not self.dry_run:
+            lines.append(
+                f"  requests: {self.requests} ({self.retries} retries, {self.throttled} throttled), "
+                f"{d['requests_per_s']}/s"
+            )
+        if self.resumed_skips:
+            lines.append(f"  resumed: {self.resumed_skips} rows already done in the report, not sent")
+        if self.circuits_opened:
+            shown = ", ".join(self.circuits_opened[:5])
+            more = f" and {len(self.circuits_opened) - 5} more" if len(self.circuits_opened) > 5 else ""
+            lines.append(f"  circuit opened (auth refused) for: {shown}{more}")
+        projects = sorted(self.per_project.items())
+        for project, counts in projects[:max_projects]:
+            lines.append(f"  {project}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if len(projects) > max_projects:
+            lines.append(f"  ... and {len(projects) - max_projects} more projects")
+        return "\n".join(lines)
