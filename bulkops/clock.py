@@ -12,8 +12,10 @@ time to the earliest pending deadline, so that a whole engine run against an in-
 real milliseconds while every timed decision (rate, backoff, timeout) happens in fake seconds. "Look
 blocked" is a heuristic, and its limits are real:
 
-* The helper yields `settle` times (default 50) to the event loop and jumps only if no task went to sleep or
-  woke in the meantime. A task that computes for longer than that without awaiting is seen as blocked.
+* The helper yields `settle` times (default 50) to the event loop and jumps only if no task went to sleep,
+  woke, or called `FakeClock.sleep(0)` in the meantime. A task that keeps running through more than
+  `settle` loop iterations without touching the clock (a busy loop on `anyio.sleep(0)`, a long chain of
+  callbacks) can be jumped past.
 * Work the loop cannot see as ready is invisible: a thread (e.g. `getaddrinfo` for a host name, file I/O
   in a worker thread) or a socket whose bytes have not arrived yet. On 127.0.0.1 one loop iteration usually
   suffices, but nothing guarantees it: pass `quiet` (a few real milliseconds) to also wait real time before
@@ -37,6 +39,9 @@ from typing import Protocol
 
 import anyio
 import anyio.lowlevel
+
+#: A sleeper whose deadline is this close to the fake time is due (so 14.999 + 0.001 reaches 15.0).
+_TOLERANCE = 1e-9
 
 
 class Clock(Protocol):
@@ -93,6 +98,7 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         """Return once the fake time has reached now + `seconds`; a checkpoint only, for zero or less."""
         if seconds <= 0:
+            self._generation += 1  # progress, as far as autojump can tell
             await anyio.lowlevel.checkpoint()
             return
         sleeper = _Sleeper(self.now + seconds)
@@ -115,11 +121,12 @@ class FakeClock:
         self.advance_to(self.now + seconds)
 
     def advance_to(self, when: float) -> None:
-        """Move the time forward to `when` (no-op if it is already later) and wake the sleepers that are due."""
+        """Move the time forward to `when` (no-op if already later) and wake the sleepers that are due."""
         self.now = max(self.now, when)
-        while self._heap and self._heap[0][0] <= self.now:
-            _, _, sleeper = heapq.heappop(self._heap)
+        while self._heap and self._heap[0][0] <= self.now + _TOLERANCE:
+            deadline, _, sleeper = heapq.heappop(self._heap)
             if not sleeper.woken:
+                self.now = max(self.now, deadline)  # a woken sleeper never sees a time before its deadline
                 sleeper.woken = True
                 self._waiting -= 1
                 self._generation += 1

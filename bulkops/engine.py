@@ -74,7 +74,7 @@ class Client(Protocol):
     async def show(self, project_id: str, instance_id: str) -> Reply: ...
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Job:
     target: Target
     project_id: str
@@ -168,6 +168,7 @@ class _Engine:
         self.front: CancelScope | None = None
         self.active_workers = 0
         self.workers_done = anyio.Event()
+        self.awaiting_poll: set[_Job] = set()
 
     def _bucket_for(self, project_id: str, now: float) -> TokenBucket:
         limit = self.options.rate_for(project_id)
@@ -221,6 +222,7 @@ class _Engine:
         await self._emit(result)
 
     async def _skip_for_circuit(self, job: _Job) -> None:
+        self.awaiting_poll.discard(job)
         if job.polling:
             await self._finish(job, Outcome.ACCEPTED)
             return
@@ -327,6 +329,8 @@ class _Engine:
             job.first_at = now
             self.budget.on_request()
         stats = self.stats
+        sent = now
+        self.awaiting_poll.discard(job)
         if job.polling:
             reply = await self.client.show(t.project_id, t.id)
             stats.polls_sent += 1
@@ -345,9 +349,9 @@ class _Engine:
         if action is Action.THROTTLED:
             stats.throttled += 1
             if isinstance(bucket, AdaptiveBucket):
-                bucket.on_throttle(now, parse_throttle(reply.error_msg))
+                bucket.on_throttle(now, parse_throttle(reply.error_msg), sent_at=sent)
             log.debug("bulkops.stop.throttled", project_id=t.project_id, id=t.id, attempt=job.attempts)
-            await self._retry_or_fail(job, reply, now)
+            await self._retry_or_fail(job, reply, now, throttled=True)
             return
         if reply.http_status is not None and isinstance(bucket, AdaptiveBucket):
             bucket.on_success(now)
@@ -367,6 +371,7 @@ class _Engine:
             job.polling = True
             job.poll_started = now
             job.failures = 0
+            self.awaiting_poll.add(job)
             self.sched.push_later(job, now + _FIRST_POLL)
             return
         await self._finish(job, outcome)
@@ -383,9 +388,10 @@ class _Engine:
             return
         job.polls += 1
         delay = min(_MAX_POLL, _FIRST_POLL * 1.5**job.polls)
+        self.awaiting_poll.add(job)
         self.sched.push_later(job, now + delay)
 
-    async def _retry_or_fail(self, job: _Job, reply: Reply, now: float) -> None:
+    async def _retry_or_fail(self, job: _Job, reply: Reply, now: float, *, throttled: bool = False) -> None:
         job.failures += 1
         if job.polling:
             # A failed poll: the stop was taken; keep polling until --wait-timeout.
@@ -404,7 +410,7 @@ class _Engine:
             )
             return
         self.stats.retries += 1
-        delay = self.backoff.delay(job.failures, reply.retry_after)
+        delay = self.backoff.delay(job.failures, reply.retry_after, throttled=throttled)
         log.debug(
             "bulkops.stop.retry",
             project_id=job.project_id,
@@ -431,13 +437,9 @@ class _Engine:
 
     async def settle(self) -> None:
         """After a graceful stop: report jobs that were only waiting to poll as accepted."""
-        for project_id in list(self._projects_with_pending()):
-            for job in self.sched.drain_project(project_id):
-                if job.polling:
-                    await self._finish(job, Outcome.ACCEPTED)
-
-    def _projects_with_pending(self) -> Iterator[str]:
-        return iter(self.sched.projects())
+        waiting, self.awaiting_poll = self.awaiting_poll, set()
+        for job in sorted(waiting, key=lambda j: j.target.line):
+            await self._finish(job, Outcome.ACCEPTED)
 
 
 async def _batches(

@@ -206,7 +206,9 @@ class AdaptiveBucket(TokenBucket):
         self._refill(now)  # tokens earned so far were earned at the old rate
         self._rate = min(self._ceiling, max(self._floor, rate))
 
-    def on_throttle(self, now: float, hint: ThrottleHint | None = None, *, sent_at: float | None = None) -> bool:
+    def on_throttle(
+        self, now: float, hint: ThrottleHint | None = None, *, sent_at: float | None = None
+    ) -> bool:
         """React to a 429 received at `now`; True when it counted as a decrease (not debounced).
 
         `sent_at` is when the throttled request was sent: a request already in flight at the last decrease

@@ -10,7 +10,8 @@ Error bodies are `{"error_code": ..., "error_msg": ...}` and are rendered once, 
     401   APIGW.0301       Incorrect IAM authentication information: <short reason>   APIGW catalogue
     403   APIGW.0302       The IAM user is not authorized to access the API.          APIGW catalogue
     404   APIGW.0101       The API does not exist or has not been published ...       APIGW catalogue
-    429   APIG.0308        The throttling threshold has been reached: policy <p> over ratelimit,limit:N,time:1 second
+    429   APIG.0308        The throttling threshold has been reached: policy <p> over ratelimit,
+                           limit:<N>,time:1 second (or minute)                        API-NOTES
     500   ModelArts.0010   Internal service error.                                    ModelArts catalogue
     502   APIGW.0201       Backend unavailable.                                       APIGW catalogue
     503   APIGW.0201       Service unavailable.                                       SIMULATOR-CHOSEN
@@ -77,7 +78,10 @@ def auth_body(reason: str) -> bytes:
 
 def throttle_message(policy: str, limit: int, window: str) -> str:
     """The gateway's 429 message, e.g. `...: policy user over ratelimit,limit:10,time:1 second`."""
-    return f"The throttling threshold has been reached: policy {policy} over ratelimit,limit:{limit},time:1 {window}"
+    return (
+        f"The throttling threshold has been reached: policy {policy} over ratelimit,"
+        f"limit:{limit},time:1 {window}"
+    )
 
 
 _FLAVORS: Final = ("Si2.large.4", "Si2.xlarge.4", "Sn3.2xlarge.2", "ai1s.large.4", "pi2.2xlarge.4")

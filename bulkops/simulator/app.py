@@ -37,7 +37,6 @@ from bulkops.simulator.stats import ProjectStats, RequestRecord, Stats
 from bulkops.simulator.throttle import Throttle
 from bulkops.simulator.verify import Verifier, credential_key
 
-SIMULATOR: Final = web.AppKey("simulator", "Simulator")
 _JSON: Final = answers.JSON
 
 
@@ -102,21 +101,6 @@ class Simulator:
             headers["Retry-After"] = str(retry_after)
         return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
 
-    def _log(
-        self,
-        arrived: float,
-        method: str,
-        project_id: str,
-        instance_id: str,
-        status: int | None,
-        code: str | None,
-        applied: bool,
-        fault: str | None,
-    ) -> None:
-        self.request_log.append(
-            RequestRecord(arrived, method, project_id, instance_id, status, code, applied, fault)
-        )
-
     async def _stop(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, stop=True)
 
@@ -135,58 +119,66 @@ class Simulator:
             await asyncio.sleep(faults.delay())
 
         status, body, code, retry_after = await self._admit(request, project_id, pstats)
-        if status:
-            return self._finish(
-                request, pstats, arrived, project_id, instance_id, status, body, code, rid, retry_after=retry_after
-            )
-
-        fault = faults.draw(project_id)
-        applied = False
-        if fault is not None:
-            pstats.fault(fault)
-            if fault == "reset":
-                return self._reset(request, arrived, project_id, instance_id)
-            if fault == "hang":
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
-                code, body = answers.SERVER_ERRORS[504]
-                return self._finish(
-                    request, pstats, arrived, project_id, instance_id, 504, body, code, rid, fault=fault
+        applied, fault = False, None
+        if not status:
+            fault = faults.draw(project_id)
+            if fault is None:
+                status, body, code, applied = self._operate(project_id, instance_id, stop=stop)
+            elif fault == "reset":
+                pstats.fault(fault)
+                return self._reset(
+                    request,
+                    RequestRecord(arrived, request.method, project_id, instance_id, None, None, False, fault),
                 )
-            if fault != "applied_then_503":
-                status = FAULT_STATUS[fault]
-                code, body = answers.SERVER_ERRORS[status]
-                return self._finish(
-                    request, pstats, arrived, project_id, instance_id, status, body, code, rid, fault=fault
-                )
-            if stop:
-                applied = self.instances.stop(project_id, instance_id)[1]
-                pstats.state_changes += applied
-            code, body = answers.SERVER_ERRORS[503]
-            return self._finish(
-                request, pstats, arrived, project_id, instance_id, 503, body, code, rid, applied, fault
-            )
-
-        if stop:
-            now_status, applied, update_ms = self.instances.stop(project_id, instance_id)
-            if applied:
-                pstats.state_changes += 1
-                status, body, code = 200, answers.instance_body(instance_id, "STOPPING", update_ms), None
-            elif now_status is None:
-                status, body, code = self._not_found(instance_id)
-            elif now_status == "STOPPED":
-                status, body, code = 400, answers.BODY_ALREADY_STOPPED, answers.ALREADY_STOPPED[0]
-            elif now_status == "STOPPING":
-                status, body, code = 400, answers.BODY_STOPPING, answers.STOPPING[0]
             else:
-                status, body, code = 400, answers.BODY_BAD_STATUS, answers.BAD_STATUS[0]
-        else:
+                pstats.fault(fault)
+                status, body, code, applied = await self._inject(fault, project_id, instance_id, stop=stop)
+        if applied:
+            pstats.state_changes += 1
+        pstats.answered(status)
+        if self._record:
+            self.request_log.append(
+                RequestRecord(arrived, request.method, project_id, instance_id, status, code, applied, fault)
+            )
+        return self._answer(status, body, rid, retry_after)
+
+    def _operate(
+        self, project_id: str, instance_id: str, *, stop: bool
+    ) -> tuple[int, bytes, str | None, bool]:
+        """Stop or show: (status, body, error_code, applied)."""
+        if not stop:
             current = self.instances.status(project_id, instance_id)
             if current is None:
-                status, body, code = self._not_found(instance_id)
-            else:
-                status, body, code = 200, answers.instance_body(instance_id, *current), None
-        return self._finish(request, pstats, arrived, project_id, instance_id, status, body, code, rid, applied)
+                return self._not_found(instance_id)
+            return 200, answers.instance_body(instance_id, *current), None, False
+        now_status, applied, update_ms = self.instances.stop(project_id, instance_id)
+        if applied:
+            return 200, answers.instance_body(instance_id, "STOPPING", update_ms), None, True
+        if now_status is None:
+            return self._not_found(instance_id)
+        if now_status == "STOPPED":
+            return 400, answers.BODY_ALREADY_STOPPED, answers.ALREADY_STOPPED[0], False
+        if now_status == "STOPPING":
+            return 400, answers.BODY_STOPPING, answers.STOPPING[0], False
+        return 400, answers.BODY_BAD_STATUS, answers.BAD_STATUS[0], False
+
+    async def _inject(
+        self, fault: str, project_id: str, instance_id: str, *, stop: bool
+    ) -> tuple[int, bytes, str | None, bool]:
+        """An answering fault: (status, body, error_code, applied)."""
+        applied = False
+        if fault == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
+            status = 504
+        elif fault == "applied_then_503":
+            if stop:
+                applied = self.instances.stop(project_id, instance_id)[1]
+            status = 503
+        else:
+            status = FAULT_STATUS[fault]
+        code, body = answers.SERVER_ERRORS[status]
+        return status, body, code, applied
 
     async def _admit(
         self, request: web.Request, project_id: str, pstats: ProjectStats
@@ -215,35 +207,14 @@ class Simulator:
             return 429, refusal.body, answers.THROTTLED, retry_after
         return 0, b"", None, None
 
-    def _not_found(self, instance_id: str) -> tuple[int, bytes, str]:
+    def _not_found(self, instance_id: str) -> tuple[int, bytes, str, bool]:
         share = self.config.not_found_404_share
         status = 404 if share >= 1.0 or (share > 0 and unit(instance_id) < share) else 400
-        return status, answers.BODY_NOT_FOUND, answers.NOT_FOUND[0]
+        return status, answers.BODY_NOT_FOUND, answers.NOT_FOUND[0], False
 
-    def _finish(
-        self,
-        request: web.Request,
-        pstats: ProjectStats,
-        arrived: float,
-        project_id: str,
-        instance_id: str,
-        status: int,
-        body: bytes,
-        code: str | None,
-        rid: str,
-        applied: bool = False,
-        fault: str | None = None,
-        *,
-        retry_after: int | None = None,
-    ) -> web.Response:
-        pstats.answered(status)
+    def _reset(self, request: web.Request, record: RequestRecord) -> web.Response:
         if self._record:
-            self._log(arrived, request.method, project_id, instance_id, status, code, applied, fault)
-        return self._answer(status, body, rid, retry_after)
-
-    def _reset(self, request: web.Request, arrived: float, project_id: str, instance_id: str) -> web.Response:
-        if self._record:
-            self._log(arrived, request.method, project_id, instance_id, None, None, False, "reset")
+            self.request_log.append(record)
         transport = request.transport
         if transport is not None:
             transport.abort()
@@ -262,6 +233,10 @@ class Simulator:
 
     async def _no_api(self, request: web.Request) -> web.Response:
         return self._answer(404, answers.BODY_NO_API, self._request_id())
+
+
+#: Where `build_app` keeps the Simulator in the aiohttp application: `app[SIMULATOR]`.
+SIMULATOR: Final = web.AppKey("simulator", Simulator)
 
 
 def build_app(

@@ -121,7 +121,7 @@ class FaultShares:
     @property
     def total(self) -> float:
         """The share of requests that fail in some way."""
-        return sum(getattr(self, f.name) for f in fields(self))
+        return float(sum(getattr(self, f.name) for f in fields(self)))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ class TokenBucket:
         return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
 
 
+def _whole(seconds: float) -> int:
+    """Whole seconds to wait, rounded up (ignoring float noise), at least 1."""
+    return max(1, math.ceil(seconds - 1e-6))
+
+
 class Throttle:
     """Admits or refuses requests, one bucket per project and optionally one per credential."""
 
@@ -96,11 +101,11 @@ class Throttle:
         if project is not None:
             wait = project.wait(now)
             if wait > 0:
-                return Refusal(project.body, "project", max(1, math.ceil(wait)))
+                return Refusal(project.body, "project", _whole(wait))
         if shared is not None:
             wait = shared.wait(now)
             if wait > 0:
-                return Refusal(shared.body, "credential", max(1, math.ceil(wait)))
+                return Refusal(shared.body, "credential", _whole(wait))
             shared.tokens -= 1.0
         if project is not None:
             project.tokens -= 1.0

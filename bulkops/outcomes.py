@@ -1,0 +1,121 @@
+"""The one place that turns an API reply into a decision: final outcome, retry, back off, or give up.
+
+Rules are checked top to bottom; the error code wins over the HTTP status (API-NOTES: "classify by
+`error_code` first, HTTP status second").
+
+classify_stop (PUT .../stop):
+
+    error_code ModelArts.6307 / 6308       DONE       already_stopped   (also on a retry after a lost
+                                                                          answer: the first try worked)
+    error_code ModelArts.6309              DONE       not_found
+    error_code APIG.0308 / APIGW.0308      THROTTLED  -
+    2xx                                    DONE       accepted          (even if the body did not parse)
+    404                                    DONE       not_found
+    429                                    THROTTLED  -
+    401, 403                               DENIED     failed            (feeds the project's circuit)
+    408, 500, 502, 503, 504                RETRY      -
+    no HTTP status (timeout, reset, ...)   RETRY      -
+    anything else (other 4xx, 501, ...)    DONE       failed
+
+classify_show (GET .../dev-servers/{id}, polling after an accepted stop with --wait): the same for errors
+(6307/6308 are not expected there and fall through to the status), and for a 2xx by the instance status:
+
+    STOPPED                                DONE       stopped
+    DELETED                                DONE       not_found
+    ERROR or any *_FAILED                  DONE       failed
+    anything else, or no status            PENDING    -                 (poll again; --wait-timeout ends it)
+
+Actions: DONE and DENIED carry the final `Outcome`; RETRY, THROTTLED and PENDING carry none. THROTTLED is a
+retry that also tells the project's limiter to slow down; PENDING is "not there yet", which the engine polls
+again without spending the retry budget.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from bulkops.models import Outcome, Reply
+
+ALREADY_STOPPED_CODES = frozenset({"ModelArts.6307", "ModelArts.6308"})
+NOT_FOUND_CODES = frozenset({"ModelArts.6309"})
+THROTTLED_CODES = frozenset({"APIG.0308", "APIGW.0308"})
+RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
+DENIED_STATUSES = frozenset({401, 403})
+
+
+class Action(enum.Enum):
+    """What the engine does with a reply."""
+
+    DONE = "done"
+    """Final: write the outcome."""
+    RETRY = "retry"
+    """Transient (5xx, timeout, connection error): retry after a backoff, within the budget."""
+    THROTTLED = "throttled"
+    """429: slow the project's limiter down, then retry."""
+    DENIED = "denied"
+    """401/403: final `failed`, and one more strike toward the project's circuit breaker."""
+    PENDING = "pending"
+    """Polling only: the instance is not stopped yet; poll again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """An action and, for DONE and DENIED, the final outcome."""
+
+    action: Action
+    outcome: Outcome | None = None
+
+
+_THROTTLED = Verdict(Action.THROTTLED)
+_RETRY = Verdict(Action.RETRY)
+_PENDING = Verdict(Action.PENDING)
+_DENIED = Verdict(Action.DENIED, Outcome.FAILED)
+_FAILED = Verdict(Action.DONE, Outcome.FAILED)
+_NOT_FOUND = Verdict(Action.DONE, Outcome.NOT_FOUND)
+
+
+def _classify_error(reply: Reply) -> Verdict | None:
+    """The verdict shared by both calls for a reply that is not a 2xx answer, or None for a 2xx."""
+    code = reply.error_code
+    if code in NOT_FOUND_CODES:
+        return _NOT_FOUND
+    if code in THROTTLED_CODES:
+        return _THROTTLED
+    status = reply.http_status
+    if status is None:
+        return _RETRY
+    if 200 <= status < 300:
+        return None
+    if status == 404:
+        return _NOT_FOUND
+    if status == 429:
+        return _THROTTLED
+    if status in DENIED_STATUSES:
+        return _DENIED
+    if status in RETRY_STATUSES:
+        return _RETRY
+    return _FAILED
+
+
+def classify_stop(reply: Reply) -> Verdict:
+    """The verdict on one stop attempt (see the module docstring's table)."""
+    if reply.error_code in ALREADY_STOPPED_CODES:
+        return Verdict(Action.DONE, Outcome.ALREADY_STOPPED)
+    verdict = _classify_error(reply)
+    return Verdict(Action.DONE, Outcome.ACCEPTED) if verdict is None else verdict
+
+
+def classify_show(reply: Reply) -> Verdict:
+    """The verdict on one poll of an instance after its stop was accepted (see the module docstring)."""
+    verdict = _classify_error(reply)
+    if verdict is not None:
+        return verdict
+    status = (reply.status or "").upper()
+    if status == "STOPPED":
+        return Verdict(Action.DONE, Outcome.STOPPED)
+    if status == "DELETED":
+        return _NOT_FOUND
+    if status == "ERROR" or status.endswith("_FAILED"):
+        return _FAILED
+    return _PENDING

@@ -1,0 +1,285 @@
+"""The engine's decisions, driven by a scripted client on a fake clock (no network, no sleeping)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from bulkops.clock import FakeClock
+from bulkops.engine import Run, stop_instances
+from bulkops.models import CIRCUIT_OPEN, DUPLICATE, INVALID_ID, Outcome, Reply, Result, Target
+from bulkops.options import Options, RateLimit, RetryPolicy
+from bulkops.report import ResumeState
+
+pytestmark = pytest.mark.anyio
+
+P1 = "a" * 32
+P2 = "b" * 32
+P3 = "c" * 32
+P4 = "d" * 32
+
+
+def iid(n: int) -> str:
+    """A valid instance id numbered n."""
+    return f"00000000-0000-4000-8000-{n:012x}"
+
+
+OK = Reply(200, status="STOPPING", request_id="r")
+STOPPED_6307 = Reply(400, error_code="ModelArts.6307", error_msg="The instance has already been stopped.")
+STOPPING_6308 = Reply(400, error_code="ModelArts.6308", error_msg="The instance is stopping.")
+E503 = Reply(503, error_code="ModelArts.0001", error_msg="busy")
+RESET = Reply(None, error_code="bulkops.connection_error", error_msg="reset")
+E429 = Reply(
+    429,
+    error_code="APIG.0308",
+    error_msg="The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 second",
+)
+E403 = Reply(403, error_code="ModelArts.0203", error_msg="forbidden")
+
+
+class ScriptedClient:
+    """Answers from a per-instance script (last answer repeats); records every call with its fake time."""
+
+    def __init__(self, clock: FakeClock, scripts: dict[str, list[Reply]] | None = None,
+                 default: Reply = OK, shows: dict[str, list[Reply]] | None = None) -> None:
+        self.clock = clock
+        self.scripts = scripts or {}
+        self.shows = shows or {}
+        self.default = default
+        self.calls: list[tuple[float, str, str, str]] = []
+        self.counts: Counter[str] = Counter()
+
+    def _next(self, table: dict[str, list[Reply]], key: str, default: Reply) -> Reply:
+        script = table.get(key)
+        if not script:
+            return default
+        return script.pop(0) if len(script) > 1 else script[0]
+
+    async def stop(self, project_id: str, instance_id: str) -> Reply:
+        self.calls.append((self.clock.monotonic(), "stop", project_id, instance_id))
+        self.counts[instance_id] += 1
+        await self.clock.sleep(0.01)
+        return self._next(self.scripts, instance_id, self.default)
+
+    async def show(self, project_id: str, instance_id: str) -> Reply:
+        self.calls.append((self.clock.monotonic(), "show", project_id, instance_id))
+        await self.clock.sleep(0.01)
+        return self._next(self.shows, instance_id, Reply(200, status="STOPPED"))
+
+
+def opts(**kw: object) -> Options:
+    """Options for a fake endpoint with fast retries."""
+    base: dict[str, object] = {
+        "endpoint": "http://127.0.0.1:9",
+        "rate": RateLimit(1000.0),
+        "concurrency": 8,
+        "retry": RetryPolicy(max_attempts=5, base_delay=0.1, max_delay=1.0, budget_floor=1000),
+    }
+    base.update(kw)
+    return Options(**base)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def started(items: Iterable[Target | Result], options: Options, client: ScriptedClient,
+                  clock: FakeClock, **kw: object) -> AsyncIterator[Run]:
+    """A run on the fake clock with time jumping whenever every task is blocked."""
+    async with clock.autojumping(), stop_instances(
+        items, options, client=client, clock=clock, rng=random.Random(1), **kw  # type: ignore[arg-type]
+    ) as run:
+        yield run
+
+
+async def collect(items: Iterable[Target | Result], options: Options, client: ScriptedClient,
+                  clock: FakeClock, **kw: object) -> list[Result]:
+    """Run to the end and return every result."""
+    out: list[Result] = []
+    async with started(items, options, client, clock, **kw) as run:
+        async for r in run:
+            out.append(r)
+    return out
+
+
+def targets(project: str, n: int, start: int = 0, line0: int = 1) -> list[Target]:
+    """n targets of one project."""
+    return [Target(line0 + i, project, iid(start + i)) for i in range(n)]
+
+
+async def test_every_row_gets_exactly_one_record() -> None:
+    """Every input row, sent or not, ends with exactly one final record."""
+    clock = FakeClock()
+    items: list[Target | Result] = [*targets(P1, 50)]
+    items.append(Result(51, P1, "bad", Outcome.INVALID, error_code=INVALID_ID, error_msg="x"))
+    items.append(Result(52, P1, iid(0), Outcome.SKIPPED, error_code=DUPLICATE, error_msg="duplicate of line 1"))
+    client = ScriptedClient(clock)
+    results = await collect(items, opts(), client, clock)
+    assert sorted(r.line for r in results) == list(range(1, 53))
+    assert Counter(r.outcome for r in results) == {Outcome.ACCEPTED: 50, Outcome.INVALID: 1, Outcome.SKIPPED: 1}
+
+
+async def test_hand_built_bad_target_is_never_sent() -> None:
+    """A Target built by hand with a bad id becomes an invalid record and no request."""
+    clock = FakeClock()
+    client = ScriptedClient(clock)
+    results = await collect([Target(1, P1, "../../etc"), Target(2, "a/b", iid(1))], opts(), client, clock)
+    assert {r.outcome for r in results} == {Outcome.INVALID}
+    assert client.calls == []
+
+
+async def test_transient_failure_is_retried_then_accepted() -> None:
+    """A 503 then a 200 gives `accepted` after two attempts."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, {iid(0): [E503, OK]})
+    [r] = await collect(targets(P1, 1), opts(), client, clock)
+    assert (r.outcome, r.attempts, r.http_status) == (Outcome.ACCEPTED, 2, 200)
+
+
+async def test_lost_answer_then_6308_counts_as_success_and_stops_sending() -> None:
+    """A reset then 6308 is a success, and no stop is sent after it."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, {iid(0): [RESET, STOPPING_6308, OK]})
+    [r] = await collect(targets(P1, 1), opts(), client, clock)
+    assert r.outcome is Outcome.ALREADY_STOPPED
+    assert r.error_code == "ModelArts.6308"
+    assert client.counts[iid(0)] == 2
+
+
+async def test_already_stopped_is_success() -> None:
+    """6307 on the first attempt is `already_stopped`, one request."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, {iid(0): [STOPPED_6307]})
+    [r] = await collect(targets(P1, 1), opts(), client, clock)
+    assert (r.outcome, r.attempts) == (Outcome.ALREADY_STOPPED, 1)
+
+
+async def test_max_attempts_bounds_retries() -> None:
+    """An instance that keeps failing is `failed` after exactly --max-attempts attempts."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, {iid(0): [E503]})
+    [r] = await collect(targets(P1, 1), opts(retry=RetryPolicy(max_attempts=3, base_delay=0.1,
+                                                               budget_floor=100)), client, clock)
+    assert (r.outcome, r.attempts, r.http_status) == (Outcome.FAILED, 3, 503)
+    assert client.counts[iid(0)] == 3
+
+
+async def test_throttled_requests_are_retried_and_counted() -> None:
+    """A 429 is retried (not failed) and counted in the run's throttled figure."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, {iid(0): [E429, E429, OK]})
+    async with started(targets(P1, 1), opts(), client, clock) as run:
+        results = [r async for r in run]
+    assert results[0].outcome is Outcome.ACCEPTED
+    assert run.stats.throttled == 2
+
+
+async def test_circuit_opens_for_a_forbidden_project_only() -> None:
+    """403s open one project's circuit: its rest is skipped, other projects are untouched, traffic bounded."""
+    clock = FakeClock()
+    items = [*targets(P1, 200), *targets(P2, 50, start=1000, line0=201)]
+    client = ScriptedClient(clock, {iid(i): [E403] for i in range(200)})
+    options = opts(concurrency=4, circuit_threshold=3)
+    results = await collect(items, options, client, clock)
+    by_project: dict[str, Counter[Outcome]] = defaultdict(Counter)
+    for r in results:
+        by_project[r.project_id or ""][r.outcome] += 1
+    assert by_project[P2] == {Outcome.ACCEPTED: 50}
+    assert by_project[P1][Outcome.SKIPPED] >= 200 - 3 - 4
+    assert sum(by_project[P1].values()) == 200
+    sent_p1 = sum(1 for c in client.calls if c[2] == P1)
+    assert sent_p1 <= 3 + 4
+    skipped = next(r for r in results if r.outcome is Outcome.SKIPPED)
+    assert skipped.error_code == CIRCUIT_OPEN
+
+
+async def test_wait_polls_until_stopped() -> None:
+    """With wait, an accepted stop is polled until STOPPED and reported `stopped`."""
+    clock = FakeClock()
+    shows = {iid(0): [Reply(200, status="STOPPING"), Reply(200, status="STOPPING"), Reply(200, status="STOPPED")]}
+    client = ScriptedClient(clock, shows=shows)
+    [r] = await collect(targets(P1, 1), opts(wait=True), client, clock)
+    assert (r.outcome, r.status, r.attempts) == (Outcome.STOPPED, "STOPPED", 4)
+    assert [c[1] for c in client.calls] == ["stop", "show", "show", "show"]
+
+
+async def test_wait_reports_stop_failed() -> None:
+    """With wait, STOP_FAILED ends the row as `failed` with that status."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, shows={iid(0): [Reply(200, status="STOP_FAILED")]})
+    [r] = await collect(targets(P1, 1), opts(wait=True), client, clock)
+    assert (r.outcome, r.status) == (Outcome.FAILED, "STOP_FAILED")
+
+
+async def test_wait_times_out() -> None:
+    """With wait, an instance stuck in STOPPING fails with a timeout reason after --wait-timeout."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, shows={iid(0): [Reply(200, status="STOPPING")]})
+    [r] = await collect(targets(P1, 1), opts(wait=True, wait_timeout=60.0), client, clock)
+    assert r.outcome is Outcome.FAILED
+    assert r.error_code == "bulkops.wait_timeout"
+    assert r.elapsed_ms >= 60_000
+
+
+async def test_resume_skips_succeeded_rows() -> None:
+    """Rows that succeeded in the earlier report are neither sent nor reported again."""
+    clock = FakeClock()
+    state = ResumeState()
+    for t in targets(P1, 10)[:6]:
+        state.succeeded.add(t.project_id, t.id, t.line)
+    state.mark_line(11)
+    items: list[Target | Result] = [*targets(P1, 10)]
+    items.append(Result(11, P1, "bad", Outcome.INVALID, error_code=INVALID_ID, error_msg="x"))
+    client = ScriptedClient(clock)
+    async with started(items, opts(), client, clock, resume=state) as run:
+        results = [r async for r in run]
+    assert sorted(r.line for r in results) == [7, 8, 9, 10]
+    assert run.stats.resumed_skips == 7
+    assert len(client.calls) == 4
+
+
+async def test_sorted_input_reaches_n_times_rate() -> None:
+    """Input sorted by project over 4 projects is dispatched at 4 x R, no project above its own R."""
+    clock = FakeClock()
+    rate = 10.0
+    items = [t for k, p in enumerate((P1, P2, P3, P4)) for t in targets(p, 100, start=k * 1000, line0=k * 100 + 1)]
+    client = ScriptedClient(clock)
+    options = opts(rate=RateLimit(rate, 1), concurrency=16, adaptive=False)
+    results = await collect(items, options, client, clock)
+    assert len(results) == 400
+    first = client.calls[0][0]
+    last = client.calls[-1][0]
+    # 100 rows per project at 10/s with a burst of 1 need 9.9 s; all four run side by side.
+    assert last - first == pytest.approx(9.9, abs=0.15)
+    for p in (P1, P2, P3, P4):
+        times = sorted(c[0] for c in client.calls if c[2] == p)
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert min(gaps) >= 1 / rate - 1e-6
+
+
+async def test_global_rate_caps_the_total() -> None:
+    """--global-rate caps requests per second across all projects."""
+    clock = FakeClock()
+    items = [t for k, p in enumerate((P1, P2, P3, P4)) for t in targets(p, 25, start=k * 1000, line0=k * 25 + 1)]
+    client = ScriptedClient(clock)
+    options = opts(rate=RateLimit(100.0), global_rate=RateLimit(10.0, 1), concurrency=16, adaptive=False)
+    await collect(items, options, client, clock)
+    times = sorted(c[0] for c in client.calls)
+    assert times[-1] - times[0] == pytest.approx(9.9, abs=0.15)
+
+
+async def test_graceful_stop_leaves_unsent_rows_without_records() -> None:
+    """After stop(), in-flight requests finish, unsent rows get no record, so --resume sends them."""
+    clock = FakeClock()
+    client = ScriptedClient(clock)
+    options = opts(rate=RateLimit(10.0, 1), concurrency=2, adaptive=False)
+    async with started(targets(P1, 100), options, client, clock) as run:
+        results = []
+        async for r in run:
+            results.append(r)
+            if len(results) == 10:
+                run.stop()
+    assert 10 <= len(results) < 100
+    assert len(client.calls) == len(results)
+    assert run.stats.interrupted

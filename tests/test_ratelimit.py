@@ -1,0 +1,333 @@
+"""Token buckets and the adaptive limiter, on plain numbers for time: nothing here sleeps."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from bulkops.options import RateLimit
+from bulkops.ratelimit import AdaptiveBucket, ThrottleHint, TokenBucket, parse_throttle
+
+# --- TokenBucket -------------------------------------------------------------------------------------------
+
+
+def test_bucket_starts_full_and_allows_a_burst() -> None:
+    """After an idle spell a project may send `burst` requests at once, and no more."""
+    bucket = TokenBucket(RateLimit(2.0, burst=5), now=100.0)
+    for _ in range(5):
+        assert bucket.wait_time(100.0) == 0.0
+        bucket.take(100.0)
+    assert bucket.wait_time(100.0) == pytest.approx(0.5)
+
+
+def test_bucket_refills_at_rate_and_never_above_capacity() -> None:
+    """Tokens come back at `rate` per second and an hour of idleness banks no more than the burst."""
+    bucket = TokenBucket(RateLimit(4.0), now=0.0)
+    for _ in range(4):
+        bucket.take(0.0)
+    assert bucket.wait_time(0.0) == pytest.approx(0.25)
+    assert bucket.wait_time(0.125) == pytest.approx(0.125)
+    assert bucket.wait_time(0.25) == 0.0
+    assert bucket.tokens(3600.0) == 4.0
+
+
+def test_bucket_wait_is_exact_at_the_deadline_despite_float_rounding() -> None:
+    """Waiting exactly the advertised time always finds a token (no endless tiny waits)."""
+    bucket = TokenBucket(RateLimit(3.0, burst=1), now=0.0)
+    now = 0.0
+    for _ in range(1000):
+        now += bucket.wait_time(now)
+        assert bucket.wait_time(now) == 0.0
+        bucket.take(now)
+    assert now == pytest.approx(999 / 3.0)
+
+
+def test_bucket_take_without_token_goes_into_debt() -> None:
+    """A caller that takes without waiting is slowed down later instead of exceeding the rate."""
+    bucket = TokenBucket(RateLimit(1.0, burst=1), now=0.0)
+    bucket.take(0.0)
+    bucket.take(0.0)
+    assert bucket.wait_time(0.0) == pytest.approx(2.0)
+
+
+def test_bucket_ignores_time_going_backwards() -> None:
+    """An earlier `now` than the last one adds no tokens and removes none."""
+    bucket = TokenBucket(RateLimit(1.0, burst=1), now=10.0)
+    bucket.take(10.0)
+    assert bucket.wait_time(5.0) == pytest.approx(1.0)
+    assert bucket.wait_time(11.0) == 0.0
+
+
+def test_bucket_with_fractional_rate_has_one_token_capacity() -> None:
+    """A rate below one per second still sends one request, then waits 1/rate."""
+    bucket = TokenBucket(RateLimit(0.25), now=0.0)
+    assert bucket.capacity == 1.0
+    bucket.take(0.0)
+    assert bucket.wait_time(0.0) == pytest.approx(4.0)
+
+
+# --- parse_throttle ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        (
+            "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 second",
+            ThrottleHint(10, 1.0, "user"),
+        ),
+        ("policy api over ratelimit, limit: 600, time: 1 minute", ThrottleHint(600, 60.0, "api")),
+        ("limit:100,time:60 second", ThrottleHint(100, 60.0)),
+        ("limit:100,time:60 seconds", ThrottleHint(100, 60.0)),
+        ("limit:5000,time:1 hour", ThrottleHint(5000, 3600.0)),
+        ("LIMIT:3 , TIME:2 Minutes", ThrottleHint(3, 120.0)),
+        ("limit:20,time:1min", ThrottleHint(20, 60.0)),
+        ("limit:7,time:second", ThrottleHint(7, 1.0)),
+        ("policy app over ratelimit,limit:1,time:500 ms", ThrottleHint(1, 0.5, "app")),
+    ],
+)
+def test_parse_throttle_reads_the_gateway_limit(message: str, hint: ThrottleHint) -> None:
+    """The limit and window in an APIG.0308 message are read however they are spaced or spelled."""
+    assert parse_throttle(message) == hint
+
+
+@pytest.mark.parametrize(
+    "message",
+    [None, "", "Too many requests", "limit:10", "limit:0,time:1 second", "limit:10,time:1 fortnight"],
+)
+def test_parse_throttle_gives_none_without_a_usable_limit(message: str | None) -> None:
+    """A 429 whose message states no limit leaves the limiter to find one by itself."""
+    assert parse_throttle(message) is None
+
+
+# --- AdaptiveBucket ----------------------------------------------------------------------------------------
+
+
+def test_adaptive_starts_at_the_configured_rate() -> None:
+    """Without a 429 the adaptive bucket behaves exactly like the configured one."""
+    bucket = AdaptiveBucket(RateLimit(10.0), now=0.0)
+    bucket.on_success(5.0)
+    assert bucket.rate == 10.0
+    assert bucket.ceiling == 10.0
+    assert bucket.capacity == 10.0
+
+
+def test_throttle_decreases_rate_and_drains_tokens() -> None:
+    """A 429 cuts the rate by 30% and makes the next send wait a full interval."""
+    bucket = AdaptiveBucket(RateLimit(10.0), now=0.0)
+    assert bucket.on_throttle(0.0)
+    assert bucket.rate == pytest.approx(7.0)
+    assert bucket.wait_time(0.0) == pytest.approx(1 / 7.0)
+
+
+def test_throttles_of_one_flight_count_once() -> None:
+    """Many 429s for requests that were in flight together lower the rate once, not once each."""
+    bucket = AdaptiveBucket(RateLimit(10.0), now=0.0)
+    assert bucket.on_throttle(1.0, sent_at=0.9)
+    assert not bucket.on_throttle(1.01, sent_at=0.95)
+    assert not bucket.on_throttle(1.2)  # within the hold time
+    assert not bucket.on_throttle(3.0, sent_at=0.99)  # sent before the decrease, arrived late
+    assert bucket.rate == pytest.approx(7.0)
+    assert bucket.decreases == 1
+    assert bucket.on_throttle(3.0, sent_at=2.0)  # a new signal
+    assert bucket.rate == pytest.approx(4.9)
+
+
+def test_rate_recovers_along_the_curve_and_stops_at_ceiling() -> None:
+    """After a 429 successes bring the rate back to where it was, then gently past it, never past the
+    configured rate."""
+    bucket = AdaptiveBucket(RateLimit(10.0), now=0.0)
+    bucket.on_throttle(0.0)
+    bucket.on_success(6.0)
+    assert 7.0 < bucket.rate < 10.0
+    bucket.on_success(12.0)
+    assert bucket.rate == pytest.approx(10.0)
+    bucket.on_success(1000.0)
+    assert bucket.rate == 10.0
+
+
+def test_rate_never_climbs_without_successes() -> None:
+    """Time alone does not restore the rate: only answered requests do."""
+    bucket = AdaptiveBucket(RateLimit(10.0), now=0.0)
+    bucket.on_throttle(0.0)
+    assert bucket.wait_time(100.0) == 0.0
+    assert bucket.rate == pytest.approx(7.0)
+
+
+def test_rate_has_a_floor() -> None:
+    """Endless 429s slow a project down to a trickle, never to a halt."""
+    bucket = AdaptiveBucket(RateLimit(6.4), now=0.0)
+    for second in range(100):
+        bucket.on_throttle(float(second))
+    assert bucket.rate == pytest.approx(0.1)
+
+
+def test_decrease_uses_the_measured_rate_when_sending_slower_than_allowed() -> None:
+    """A project held back by concurrency backs off from what it really sent, not from its ceiling."""
+    bucket = AdaptiveBucket(RateLimit(100.0), now=0.0)
+    now = 0.0
+    while now < 5.0:  # 4 requests per second, far below 100/s
+        bucket.take(now)
+        now += 0.25
+    assert bucket.measured_rate == pytest.approx(4.0)
+    bucket.on_throttle(now)
+    assert bucket.rate == pytest.approx(2.8)
+
+
+def test_hint_caps_rate_and_burst_for_good() -> None:
+    """A 429 that states 'limit:600,time:1 minute' keeps the project under 600 in any minute from then on."""
+    bucket = AdaptiveBucket(RateLimit(50.0), now=0.0)
+    hint = ThrottleHint(600, 60.0)
+    bucket.on_throttle(0.0, hint)
+    assert bucket.ceiling == pytest.approx(9.5)
+    assert bucket.capacity == 30.0
+    assert bucket.capacity + bucket.ceiling * hint.window <= hint.limit
+    bucket.on_success(1000.0)
+    assert bucket.rate == pytest.approx(9.5)
+
+
+def test_hint_with_a_minute_window_holds_decreases_for_the_window() -> None:
+    """The rest of a spent minute window answers 429 to everything; that is one decrease, not sixty."""
+    bucket = AdaptiveBucket(RateLimit(50.0), now=0.0)
+    hint = ThrottleHint(600, 60.0)
+    for second in range(60):
+        bucket.on_throttle(float(second), hint)
+    assert bucket.decreases == 1
+
+
+def test_small_hinted_limit_keeps_one_token() -> None:
+    """A limit of 10 per second leaves a bucket of one token at 9.5/s, never zero."""
+    bucket = AdaptiveBucket(RateLimit(30.0), now=0.0)
+    bucket.on_throttle(0.0, ThrottleHint(10, 1.0))
+    assert bucket.capacity == 1.0
+    assert bucket.ceiling == pytest.approx(9.5)
+
+
+# --- convergence simulation -------------------------------------------------------------------------------
+
+
+class _TokenBucketServer:
+    """A server admitting `limit` requests per second with a burst of `limit` (a token bucket)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.tokens = limit
+        self.stamp = 0.0
+
+    def admit(self, now: float) -> bool:
+        self.tokens = min(self.limit, self.tokens + (now - self.stamp) * self.limit)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class _FixedWindowServer:
+    """A server admitting `limit` requests per calendar second, the gateway's `time:1 second` policy."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.window = -1
+        self.count = 0
+
+    def admit(self, now: float) -> bool:
+        window = math.floor(now)
+        if window != self.window:
+            self.window, self.count = window, 0
+        if self.count < self.limit:
+            self.count += 1
+            return True
+        return False
+
+
+@dataclass
+class _Run:
+    ok: int
+    throttled: int
+    duration: float
+
+    @property
+    def goodput(self) -> float:
+        return self.ok / self.duration
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / (self.ok + self.throttled)
+
+
+def _simulate(
+    server: _TokenBucketServer | _FixedWindowServer,
+    configured: float,
+    *,
+    duration: float = 600.0,
+    rtt: tuple[float, float] = (0.03, 0.2),
+    seed: int = 1,
+    hint: ThrottleHint | None = None,
+) -> _Run:
+    """An endless backlog for one project, sent as fast as the adaptive bucket allows; each reply arrives
+    one round trip later and is fed back to the bucket, as the engine does."""
+    rng = random.Random(seed)
+    bucket = AdaptiveBucket(RateLimit(configured), now=0.0)
+    replies: list[tuple[float, int, float, bool]] = []
+    now, ok, throttled, seq = 0.0, 0, 0, 0
+    while now < duration:
+        send_at = now + bucket.wait_time(now)
+        if replies and replies[0][0] <= send_at:
+            now, _, sent_at, good = heapq.heappop(replies)
+            if good:
+                bucket.on_success(now)
+            else:
+                bucket.on_throttle(now, hint, sent_at=sent_at)
+            continue
+        now = send_at
+        bucket.take(now)
+        good = server.admit(now)
+        ok, throttled = ok + good, throttled + (not good)
+        seq += 1
+        heapq.heappush(replies, (now + rng.uniform(*rtt), seq, now, good))
+    return _Run(ok, throttled, duration)
+
+
+@pytest.mark.parametrize("server_kind", [_TokenBucketServer, _FixedWindowServer])
+@pytest.mark.parametrize("limit", [5, 10, 25, 50])
+def test_adaptive_finds_an_unknown_limit_three_times_below_the_configured_rate(
+    server_kind: type[_TokenBucketServer | _FixedWindowServer], limit: int
+) -> None:
+    """With the rate set to 3x a server limit it does not know, a long run gets >= 90% of the limit
+    through with <= 3% of requests answered 429."""
+    for seed in (1, 2, 3):
+        run = _simulate(server_kind(limit), 3.0 * limit, seed=seed)
+        assert run.goodput >= 0.90 * limit, (seed, run.goodput)
+        assert run.throttled_share <= 0.03, (seed, run.throttled_share)
+
+
+@pytest.mark.parametrize("server_kind", [_TokenBucketServer, _FixedWindowServer])
+@pytest.mark.parametrize("limit", [5, 10, 25, 50])
+def test_adaptive_copes_with_slow_round_trips(
+    server_kind: type[_TokenBucketServer | _FixedWindowServer], limit: int
+) -> None:
+    """With replies taking 0.5-1.5 s (many requests in flight per 429), it still gets >= 85% through with
+    <= 5% answered 429."""
+    run = _simulate(server_kind(limit), 3.0 * limit, rtt=(0.5, 1.5))
+    assert run.goodput >= 0.85 * limit
+    assert run.throttled_share <= 0.05
+
+
+@pytest.mark.parametrize("limit", [5, 10, 25, 50])
+def test_adaptive_uses_a_stated_limit(limit: int) -> None:
+    """When the 429 states the limit, the run settles at 95% of it with almost no further 429s."""
+    run = _simulate(_FixedWindowServer(limit), 3.0 * limit, hint=ThrottleHint(limit, 1.0))
+    assert run.goodput >= 0.93 * limit
+    assert run.throttled_share <= 0.01
+
+
+def test_adaptive_never_exceeds_its_ceiling_against_a_generous_server() -> None:
+    """A server with room to spare sees exactly the configured rate, never more."""
+    run = _simulate(_TokenBucketServer(1000.0), 20.0, duration=60.0)
+    assert run.throttled == 0
+    assert run.ok <= 20 + 20 * 60.0 + 1
