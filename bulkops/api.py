@@ -16,7 +16,6 @@ Decisions:
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 from types import TracebackType
@@ -131,7 +130,8 @@ class DevServerClient:
         url, _ = check_endpoint(endpoint, insecure=insecure)
         self._base = str(url).rstrip("/")
         self._prefix = (url.path or "").rstrip("/")
-        self._host = url.host if url.explicit_port is None else f"{url.host}:{url.explicit_port}"
+        host = url.host or ""
+        self._host = host if url.explicit_port is None else f"{host}:{url.explicit_port}"
         self._credentials = credentials
         self._signer = signer_for(credentials)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -196,7 +196,7 @@ class DevServerClient:
                 return _parse(
                     resp.status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
                 )
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
         except aiohttp.ClientError as exc:
             return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))

@@ -62,7 +62,9 @@ def find_error(exc: BaseException) -> BulkOpsError | None:
     return None
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="bulkops")
 def main() -> None:
     """Stop Huawei Cloud ModelArts DevServer instances in bulk, safely and fast.
@@ -77,43 +79,123 @@ def _log_format_default() -> str:
 
 @main.command("stop")
 @click.argument("input_path", metavar="INPUT")
-@click.option("--report", "report_path", metavar="PATH",
-              help="JSON-lines report, one record per input row; '-' for stdout. "
-                   "[default: bulkops-report-<UTC time>.jsonl]")
-@click.option("--project-id", envvar="HUAWEICLOUD_SDK_PROJECT_ID", show_envvar=True, metavar="ID",
-              help="Project for rows without a project_id column.")
-@click.option("--region", envvar="HUAWEICLOUD_SDK_REGION", show_envvar=True, metavar="NAME",
-              help="Region, e.g. cn-north-4: endpoint from the official SDK's region table.")
-@click.option("--endpoint", envvar="BULKOPS_ENDPOINT", show_envvar=True, metavar="URL",
-              help="Base URL that overrides --region, e.g. http://127.0.0.1:8080.")
-@click.option("--rate", type=float, default=10.0, show_default=True, metavar="R",
-              help="Most requests per second sent to one project.")
-@click.option("--burst", type=float, default=None, metavar="B",
-              help="Most requests one project may send at once after an idle spell. [default: rate]")
-@click.option("--rates-file", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="Per-project limits (CSV or JSON: project_id, rate, burst) for raised quotas.")
-@click.option("--global-rate", type=float, default=None, metavar="R",
-              help="Most requests per second in all, across projects (one credential's ceiling).")
-@click.option("--concurrency", type=int, default=64, show_default=True, metavar="C",
-              help="Most requests in flight overall.")
-@click.option("--max-attempts", type=int, default=5, show_default=True, metavar="N",
-              help="Attempts per instance, the first included.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, metavar="S",
-              help="Seconds for one HTTP attempt.")
-@click.option("--resume", is_flag=True, help="Continue the report at --report: skip rows that succeeded there.")
+@click.option(
+    "--report",
+    "report_path",
+    metavar="PATH",
+    help="JSON-lines report, one record per input row; '-' for stdout. "
+    "[default: bulkops-report-<UTC time>.jsonl]",
+)
+@click.option(
+    "--project-id",
+    envvar="HUAWEICLOUD_SDK_PROJECT_ID",
+    show_envvar=True,
+    metavar="ID",
+    help="Project for rows without a project_id column.",
+)
+@click.option(
+    "--region",
+    envvar="HUAWEICLOUD_SDK_REGION",
+    show_envvar=True,
+    metavar="NAME",
+    help="Region, e.g. cn-north-4: endpoint from the official SDK's region table.",
+)
+@click.option(
+    "--endpoint",
+    envvar="BULKOPS_ENDPOINT",
+    show_envvar=True,
+    metavar="URL",
+    help="Base URL that overrides --region, e.g. http://127.0.0.1:8080.",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="R",
+    help="Most requests per second sent to one project.",
+)
+@click.option(
+    "--burst",
+    type=float,
+    default=None,
+    metavar="B",
+    help="Most requests one project may send at once after an idle spell. [default: rate]",
+)
+@click.option(
+    "--rates-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Per-project limits (CSV or JSON: project_id, rate, burst) for raised quotas.",
+)
+@click.option(
+    "--global-rate",
+    type=float,
+    default=None,
+    metavar="R",
+    help="Most requests per second in all, across projects (one credential's ceiling).",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=64,
+    show_default=True,
+    metavar="C",
+    help="Most requests in flight overall.",
+)
+@click.option(
+    "--max-attempts",
+    type=int,
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Attempts per instance, the first included.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds for one HTTP attempt.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue the report at --report: skip rows that succeeded there."
+)
 @click.option("--dry-run", is_flag=True, help="Read and validate everything, send nothing, print the plan.")
 @click.option("--wait", is_flag=True, help="Poll each accepted instance until STOPPED or STOP_FAILED.")
-@click.option("--wait-timeout", type=float, default=900.0, show_default=True, metavar="S",
-              help="With --wait, give up on an instance after this many seconds.")
+@click.option(
+    "--wait-timeout",
+    type=float,
+    default=900.0,
+    show_default=True,
+    metavar="S",
+    help="With --wait, give up on an instance after this many seconds.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Never ask for confirmation.")
-@click.option("--insecure", is_flag=True,
-              help="Allow plain http:// to a non-loopback endpoint (credentials travel unencrypted).")
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
-              help="Structured logs on stderr. [default: console on a TTY, else json]")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
-              show_default=True)
-@click.option("--progress/--no-progress", default=None,
-              help="Progress display on stderr. [default: on when stderr is a TTY]")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow plain http:// to a non-loopback endpoint (credentials travel unencrypted).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"]),
+    default=None,
+    help="Structured logs on stderr. [default: console on a TTY, else json]",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress display on stderr. [default: on when stderr is a TTY]",
+)
 def stop_command(**kw: Any) -> None:
     """Stop every DevServer instance listed in INPUT (a CSV file, or '-' for stdin).
 

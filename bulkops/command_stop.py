@@ -64,16 +64,16 @@ def load_rates(path: str) -> dict[str, RateLimit]:
             else:
                 raise ConfigError(f"--rates-file {path}: expected a JSON list or object")
         else:
-            rows = [{k.strip().lower(): v for k, v in r.items() if k} for r in csv.DictReader(io.StringIO(text))]
+            rows = [
+                {k.strip().lower(): v for k, v in r.items() if k} for r in csv.DictReader(io.StringIO(text))
+            ]
         rates: dict[str, RateLimit] = {}
         for n, row in enumerate(rows, start=1):
             project = str(row.get("project_id", "")).strip()
             if not project:
                 raise ConfigError(f"--rates-file {path}: entry {n} has no project_id")
             burst = row.get("burst")
-            rates[project] = RateLimit(
-                float(row["rate"]), float(burst) if burst not in (None, "") else None
-            )
+            rates[project] = RateLimit(float(row["rate"]), float(burst) if burst not in (None, "") else None)
         return rates
     except (ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, ConfigError):

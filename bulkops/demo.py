@@ -33,6 +33,7 @@ from bulkops.simulator import (
     run_simulator,
     write_csv,
 )
+from bulkops.summary import RunStats
 from bulkops.targets import read_targets
 
 _BAD_ROWS = (
@@ -43,25 +44,34 @@ _BAD_ROWS = (
 
 
 @click.command("demo")
-@click.option("--dir", "workdir", default="bulkops-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Where the input CSV and the report are written.")
+@click.option(
+    "--dir",
+    "workdir",
+    default="bulkops-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the input CSV and the report are written.",
+)
 @click.option("--projects", default=4, show_default=True, type=click.IntRange(1, 50))
-@click.option("--instances", default=60, show_default=True, type=click.IntRange(1, 10_000),
-              help="Instances per project.")
-@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="The simulated per-project limit, and the rate bulkops is told to keep to.")
+@click.option(
+    "--instances",
+    default=60,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Instances per project.",
+)
+@click.option(
+    "--rate",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="The simulated per-project limit, and the rate bulkops is told to keep to.",
+)
 @click.option("--wait", is_flag=True, help="Also wait for every instance to reach STOPPED.")
 @click.option("--seed", default=7, show_default=True, type=int)
 def demo(workdir: str, projects: int, instances: int, rate: float, wait: bool, seed: int) -> None:
     """Rehearse a bulk stop end to end against the built-in simulator (no cloud account needed)."""
     logs.configure(fmt="console" if sys.stderr.isatty() else "json", level="warning")
-    code = anyio.run(_demo, Path(workdir), projects, instances, rate, wait, seed)
-    sys.exit(code)
-
-
-async def _demo(workdir: Path, projects: int, instances: int, rate: float, wait: bool, seed: int) -> int:
-    workdir.mkdir(parents=True, exist_ok=True)
-    ak, sk = "DEMO" + secrets.token_hex(8).upper(), secrets.token_hex(20)
     spec = InventorySpec(
         projects=projects,
         instances_per_project=instances,
@@ -69,47 +79,54 @@ async def _demo(workdir: Path, projects: int, instances: int, rate: float, wait:
         unknown_share=0.05,
         seed=seed,
     )
+    folder = Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    input_csv = folder / "demo-input.csv"
+    report = folder / "demo-report.jsonl"
+    report.unlink(missing_ok=True)
+    rows = write_csv(spec, input_csv, order="project")
+    first = input_csv.read_text(encoding="utf-8").splitlines()[1]
+    with input_csv.open("a", encoding="utf-8") as fh:
+        fh.write(_BAD_ROWS)
+        fh.write(first + "\n")  # a duplicate of the first row
+    click.echo(f"input: {input_csv} ({rows + 4} rows, including 3 bad rows and 1 duplicate)", err=True)
+    stats = anyio.run(_run, spec, input_csv, report, rate, wait)
+    click.echo(f"report: {report} ({stats.rows} records, one per row)", err=True)
+    click.echo(
+        f"bulkops stop would exit {stats.exit_code()}: rows with unknown ids, instances in ERROR and bad "
+        f"rows do not succeed, as in real life. Next: bulkops report summarize {report}",
+        err=True,
+    )
+    sys.exit(stats.exit_code() if stats.interrupted else 0)
+
+
+async def _run(spec: InventorySpec, input_csv: Path, report: Path, rate: float, wait: bool) -> RunStats:
+    ak, sk = "DEMO" + secrets.token_hex(8).upper(), secrets.token_hex(20)
     config = SimulatorConfig(
-        seed=seed,
+        seed=spec.seed,
         inventory=spec,
         access_keys=(AccessKey(ak, sk),),
-        project_limit=Limit(max(1, int(rate))),
+        project_limit=Limit(int(rate)),
         latency=0.02,
         jitter=0.03,
         stop_delay=2.0,
         faults=FaultShares(http_503=0.03, reset=0.01, applied_then_503=0.01),
         record_requests=False,
     )
-    input_csv = workdir / "demo-input.csv"
-    report = workdir / "demo-report.jsonl"
-    report.unlink(missing_ok=True)
     async with run_simulator(config) as sim:
-        rows = write_csv(sim.inventory, input_csv, order="project")
-        with input_csv.open("a", encoding="utf-8") as fh:
-            fh.write(_BAD_ROWS)
-            first = input_csv.read_text(encoding="utf-8").splitlines()[1]
-            fh.write(first + "\n")  # a duplicate of the first row
         click.echo(
-            f"simulator: {sim.url} with {projects} projects x {instances} instances, "
+            f"simulator: {sim.url} with {spec.projects} projects x {spec.instances_per_project} instances, "
             f"limit {int(rate)}/s per project, 3% 503s, 1% dropped connections, 1% lost answers",
             err=True,
         )
-        click.echo(f"input: {input_csv} ({rows + 4} rows, including 3 bad rows and 1 duplicate)", err=True)
         options = Options(
             endpoint=sim.url,
             credentials=Credentials(ak=ak, sk=sk),
-            rate=RateLimit(rate),
+            rate=RateLimit(float(int(rate))),
             concurrency=32,
             timeout=5.0,
             wait=wait,
             wait_timeout=60.0,
         )
         writer = ReportWriter.open(str(report), append=False)
-        stats = await run_stop(read_targets(input_csv, default_project=None), options, writer)
-    click.echo(f"report: {report} ({stats.rows} records, one per row)", err=True)
-    click.echo(
-        f"bulkops stop would exit {stats.exit_code()}: rows with unknown ids, instances in ERROR and bad "
-        "rows do not succeed, as in real life. Try: bulkops report summarize " + str(report),
-        err=True,
-    )
-    return 0 if not stats.interrupted else stats.exit_code()
+        return await run_stop(read_targets(input_csv, default_project=None), options, writer)

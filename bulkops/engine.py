@@ -26,7 +26,7 @@ Decisions, each in one place:
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -498,9 +498,7 @@ async def stop_instances(
     stats = stats or RunStats(started=clock.monotonic())
     send, recv = anyio.create_memory_object_stream[Result](_RESULT_BUFFER)
     async with _client_for(options, client) as api:
-        engine = _Engine(
-            options, api, send, stats, clock=clock, rng=rng or random.Random(), resume=resume
-        )
+        engine = _Engine(options, api, send, stats, clock=clock, rng=rng or random.Random(), resume=resume)
         async with anyio.create_task_group() as tg, recv:
             tg.start_soon(_main, engine, targets)
             run = Run(stats, recv, engine)
@@ -512,9 +510,7 @@ async def stop_instances(
     stats.interrupted = engine.stopping
 
 
-async def _main(
-    engine: _Engine, targets: Iterable[Target | Result] | AsyncIterable[Target | Result]
-) -> None:
+async def _main(engine: _Engine, targets: Iterable[Target | Result] | AsyncIterable[Target | Result]) -> None:
     """Run reader, dispatcher and workers; close the results stream when every row is final."""
     options = engine.options
     jobs_send, jobs_recv = anyio.create_memory_object_stream[_Job](options.concurrency)

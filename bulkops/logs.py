@@ -33,10 +33,11 @@ class _Redact:
             return event
         for key, value in event.items():
             if isinstance(value, str):
+                text = value
                 for secret in self._secrets:
-                    if secret in value:
-                        value = value.replace(secret, "***")
-                event[key] = value
+                    if secret in text:
+                        text = text.replace(secret, "***")
+                event[key] = text
         return event
 
 

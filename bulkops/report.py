@@ -17,6 +17,7 @@ file that is not a bulkops report, is a `ReportError` (exit 2), never a silent o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -148,10 +149,8 @@ class ReportWriter:
 
     def close(self) -> None:
         """Flush, fsync and (if it opened the file) close."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._stream.flush()
-        except (OSError, ValueError):
-            pass
         self._sync()
         if self._owns:
             self._stream.close()
@@ -188,7 +187,11 @@ def _record_of(raw: bytes) -> dict[str, Any] | None:
         obj = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(obj, dict) or obj.get("outcome") not in _OUTCOMES or not isinstance(obj.get("line"), int):
+    if (
+        not isinstance(obj, dict)
+        or obj.get("outcome") not in _OUTCOMES
+        or not isinstance(obj.get("line"), int)
+    ):
         return None
     return obj
 
@@ -224,7 +227,9 @@ def load_resume(path: str) -> ResumeState:
                     torn = True
                     break
                 if state.records == 0:
-                    raise ReportError(f"--report {path} is not a bulkops report (line {number} is not a record)")
+                    raise ReportError(
+                        f"--report {path} is not a bulkops report (line {number} is not a record)"
+                    )
                 raise ReportError(f"--report {path} line {number} is not a bulkops record; fix or move it")
             if not complete:
                 torn = True  # a whole record without its newline: keep it, add the newline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable
@@ -44,8 +45,13 @@ E403 = Reply(403, error_code="ModelArts.0203", error_msg="forbidden")
 class ScriptedClient:
     """Answers from a per-instance script (last answer repeats); records every call with its fake time."""
 
-    def __init__(self, clock: FakeClock, scripts: dict[str, list[Reply]] | None = None,
-                 default: Reply = OK, shows: dict[str, list[Reply]] | None = None) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        scripts: dict[str, list[Reply]] | None = None,
+        default: Reply = OK,
+        shows: dict[str, list[Reply]] | None = None,
+    ) -> None:
         self.clock = clock
         self.scripts = scripts or {}
         self.shows = shows or {}
@@ -84,17 +90,27 @@ def opts(**kw: object) -> Options:
 
 
 @asynccontextmanager
-async def started(items: Iterable[Target | Result], options: Options, client: ScriptedClient,
-                  clock: FakeClock, **kw: object) -> AsyncIterator[Run]:
+async def started(
+    items: Iterable[Target | Result], options: Options, client: ScriptedClient, clock: FakeClock, **kw: object
+) -> AsyncIterator[Run]:
     """A run on the fake clock with time jumping whenever every task is blocked."""
-    async with clock.autojumping(), stop_instances(
-        items, options, client=client, clock=clock, rng=random.Random(1), **kw  # type: ignore[arg-type]
-    ) as run:
+    async with (
+        clock.autojumping(),
+        stop_instances(
+            items,
+            options,
+            client=client,
+            clock=clock,
+            rng=random.Random(1),
+            **kw,  # type: ignore[arg-type]
+        ) as run,
+    ):
         yield run
 
 
-async def collect(items: Iterable[Target | Result], options: Options, client: ScriptedClient,
-                  clock: FakeClock, **kw: object) -> list[Result]:
+async def collect(
+    items: Iterable[Target | Result], options: Options, client: ScriptedClient, clock: FakeClock, **kw: object
+) -> list[Result]:
     """Run to the end and return every result."""
     out: list[Result] = []
     async with started(items, options, client, clock, **kw) as run:
@@ -113,11 +129,17 @@ async def test_every_row_gets_exactly_one_record() -> None:
     clock = FakeClock()
     items: list[Target | Result] = [*targets(P1, 50)]
     items.append(Result(51, P1, "bad", Outcome.INVALID, error_code=INVALID_ID, error_msg="x"))
-    items.append(Result(52, P1, iid(0), Outcome.SKIPPED, error_code=DUPLICATE, error_msg="duplicate of line 1"))
+    items.append(
+        Result(52, P1, iid(0), Outcome.SKIPPED, error_code=DUPLICATE, error_msg="duplicate of line 1")
+    )
     client = ScriptedClient(clock)
     results = await collect(items, opts(), client, clock)
     assert sorted(r.line for r in results) == list(range(1, 53))
-    assert Counter(r.outcome for r in results) == {Outcome.ACCEPTED: 50, Outcome.INVALID: 1, Outcome.SKIPPED: 1}
+    assert Counter(r.outcome for r in results) == {
+        Outcome.ACCEPTED: 50,
+        Outcome.INVALID: 1,
+        Outcome.SKIPPED: 1,
+    }
 
 
 async def test_hand_built_bad_target_is_never_sent() -> None:
@@ -159,8 +181,12 @@ async def test_max_attempts_bounds_retries() -> None:
     """An instance that keeps failing is `failed` after exactly --max-attempts attempts."""
     clock = FakeClock()
     client = ScriptedClient(clock, {iid(0): [E503]})
-    [r] = await collect(targets(P1, 1), opts(retry=RetryPolicy(max_attempts=3, base_delay=0.1,
-                                                               budget_floor=100)), client, clock)
+    [r] = await collect(
+        targets(P1, 1),
+        opts(retry=RetryPolicy(max_attempts=3, base_delay=0.1, budget_floor=100)),
+        client,
+        clock,
+    )
     assert (r.outcome, r.attempts, r.http_status) == (Outcome.FAILED, 3, 503)
     assert client.counts[iid(0)] == 3
 
@@ -197,7 +223,9 @@ async def test_circuit_opens_for_a_forbidden_project_only() -> None:
 async def test_wait_polls_until_stopped() -> None:
     """With wait, an accepted stop is polled until STOPPED and reported `stopped`."""
     clock = FakeClock()
-    shows = {iid(0): [Reply(200, status="STOPPING"), Reply(200, status="STOPPING"), Reply(200, status="STOPPED")]}
+    shows = {
+        iid(0): [Reply(200, status="STOPPING"), Reply(200, status="STOPPING"), Reply(200, status="STOPPED")]
+    }
     client = ScriptedClient(clock, shows=shows)
     [r] = await collect(targets(P1, 1), opts(wait=True), client, clock)
     assert (r.outcome, r.status, r.attempts) == (Outcome.STOPPED, "STOPPED", 4)
@@ -243,7 +271,9 @@ async def test_sorted_input_reaches_n_times_rate() -> None:
     """Input sorted by project over 4 projects is dispatched at 4 x R, no project above its own R."""
     clock = FakeClock()
     rate = 10.0
-    items = [t for k, p in enumerate((P1, P2, P3, P4)) for t in targets(p, 100, start=k * 1000, line0=k * 100 + 1)]
+    items = [
+        t for k, p in enumerate((P1, P2, P3, P4)) for t in targets(p, 100, start=k * 1000, line0=k * 100 + 1)
+    ]
     client = ScriptedClient(clock)
     options = opts(rate=RateLimit(rate, 1), concurrency=16, adaptive=False)
     results = await collect(items, options, client, clock)
@@ -254,14 +284,16 @@ async def test_sorted_input_reaches_n_times_rate() -> None:
     assert last - first == pytest.approx(9.9, abs=0.15)
     for p in (P1, P2, P3, P4):
         times = sorted(c[0] for c in client.calls if c[2] == p)
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= 1 / rate - 1e-6
 
 
 async def test_global_rate_caps_the_total() -> None:
     """--global-rate caps requests per second across all projects."""
     clock = FakeClock()
-    items = [t for k, p in enumerate((P1, P2, P3, P4)) for t in targets(p, 25, start=k * 1000, line0=k * 25 + 1)]
+    items = [
+        t for k, p in enumerate((P1, P2, P3, P4)) for t in targets(p, 25, start=k * 1000, line0=k * 25 + 1)
+    ]
     client = ScriptedClient(clock)
     options = opts(rate=RateLimit(100.0), global_rate=RateLimit(10.0, 1), concurrency=16, adaptive=False)
     await collect(items, options, client, clock)
