@@ -12,6 +12,8 @@ Decisions:
 * TLS is verified by default; plain `http://` is allowed for loopback endpoints (the simulator) and, with
   `insecure=True`, elsewhere (`check_endpoint`).
 * The connector is sized to the run's concurrency, so the pool never queues requests behind its own limit.
+* aiohttp's hidden re-send of idempotent requests on a dropped keep-alive connection is turned off: every
+  attempt is counted, classified and backed off by the engine.
 """
 
 from __future__ import annotations
@@ -150,6 +152,12 @@ class DevServerClient:
                 headers={"User-Agent": USER_AGENT},
                 auto_decompress=True,
             )
+            # aiohttp silently re-sends an idempotent request (PUT included) once when a reused keep-alive
+            # connection drops. That would be a hidden second attempt, uncounted and unlogged: every
+            # attempt must be ours to count, classify and back off. aiohttp's own test client turns it
+            # off the same way.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self
 
     async def __aexit__(

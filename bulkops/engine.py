@@ -353,8 +353,8 @@ class _Engine:
             log.debug("bulkops.stop.throttled", project_id=t.project_id, id=t.id, attempt=job.attempts)
             await self._retry_or_fail(job, reply, now, throttled=True)
             return
-        if reply.http_status is not None and isinstance(bucket, AdaptiveBucket):
-            bucket.on_success(now)
+        if reply.http_status is not None and reply.http_status < 500 and isinstance(bucket, AdaptiveBucket):
+            bucket.on_success(now)  # the server answered without throttling: the rate may climb
         if action is Action.RETRY:
             await self._retry_or_fail(job, reply, now)
             return

@@ -128,7 +128,8 @@ class FaultShares:
 class SimulatorConfig:
     """Everything the simulator does, with defaults that make it a quiet, fast, fault-free API.
 
-    Inventory: `inventory` is generated unless `inventory_file` (JSON or CSV) is given.
+    Inventory: `inventory` is generated unless `inventory_file` (JSON or CSV) is given. Ids come from
+    `inventory.seed`; `seed` drives the fault and latency draws (the command line sets both from --seed).
     State machine: a stop moves RUNNING -> STOPPING, and `stop_delay` seconds later STOPPING -> STOPPED
     (or STOP_FAILED for a `stop_failed_share` of instances, chosen per instance id).
     Unknown ids answer `ModelArts.6309`, as a 404 for a `not_found_404_share` of ids (per id) else a 400.
