@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
@@ -29,6 +29,9 @@ from bulkops.regions import endpoint_for
 from bulkops.report import ReportWriter, default_report_path, load_resume
 from bulkops.summary import EXIT_FAILED, EXIT_OK
 from bulkops.targets import count_rows, read_targets
+
+if TYPE_CHECKING:
+    from bulkops.runner import Observer
 
 log = structlog.get_logger("bulkops.cli")
 
@@ -109,7 +112,9 @@ def run_stop_command(**kw: Any) -> int:
     """The whole `bulkops stop` command; returns the exit code (raises BulkOpsError for exit 2)."""
     credentials = _credentials()
     fmt = kw["log_format"] or ("console" if sys.stderr.isatty() else "json")
-    logs.configure(fmt=fmt, level=kw["log_level"], secrets=credentials.secrets() if credentials else ())
+    log_writer = logs.configure(
+        fmt=fmt, level=kw["log_level"], secrets=credentials.secrets() if credentials else ()
+    )
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
     input_path: str = kw["input_path"]
     default_project = kw["project_id"] or None
@@ -143,7 +148,7 @@ def run_stop_command(**kw: Any) -> int:
         click.echo("bulkops: nothing sent", err=True)
         return EXIT_FAILED
     writer = ReportWriter.open(report_path, append=bool(kw["resume"]))
-    observer = _observer(kw, input_path)
+    observer = _observer(kw, input_path, log_writer)
     from bulkops.runner import run_stop
 
     stats = anyio.run(lambda: run_stop(items, options, writer, resume=resume, observer=observer))
@@ -171,8 +176,10 @@ def _confirmed(kw: dict[str, Any], input_path: str, endpoint: str) -> bool:
     return click.confirm(f"Stop {rows} of {input_path} against {endpoint}?", default=False, err=True)
 
 
-def _observer(kw: dict[str, Any], input_path: str) -> Any:
-    show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()
+def _observer(kw: dict[str, Any], input_path: str, log_writer: logs.LineWriter) -> Observer | None:
+    show = kw["progress"]
+    if show is None:  # default: on a terminal, unless the report itself goes to that terminal
+        show = sys.stderr.isatty() and not (kw["report_path"] == "-" and sys.stdout.isatty())
     if not show:
         return None
     try:
@@ -180,4 +187,4 @@ def _observer(kw: dict[str, Any], input_path: str) -> Any:
     except ImportError:
         return None
     total = count_rows(input_path) if input_path != "-" else None
-    return progress_observer(total)
+    return progress_observer(total, log_writer=log_writer)
