@@ -129,7 +129,7 @@ class Signer:
         headers: Mapping[str, str],
         body: bytes = b"",
     ) -> tuple[str, str]:
-        """(signed header names, hex signature) for a request whose headers include `X-Sdk-Date` and `Host`."""
+        """(signed header names, hex signature) for a request whose headers hold `X-Sdk-Date` and `Host`."""
         lowered = {k.lower(): str(v).strip() for k, v in headers.items() if "_" not in k}
         names = sorted(lowered)
         signed = ";".join(names)

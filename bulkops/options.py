@@ -47,7 +47,7 @@ class RateLimit:
 class RetryPolicy:
     """How hard to retry transient failures.
 
-    Backoff is exponential with full jitter: attempt n waits uniform(0, min(max_delay, base_delay * 2**n)),
+    Backoff is exponential with full jitter: attempt n waits uniform(0, min(max_delay, base_delay * 2**(n-1))),
     or the server's `Retry-After` when it is longer. `budget_ratio` caps retries across the whole run at that
     share of first attempts (plus `budget_floor`), so an outage fails fast instead of multiplying traffic.
     """
@@ -60,7 +60,7 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ConfigError(f"--max-attempts must be a whole number of at least 1, got {self.max_attempts!r}")
+            raise ConfigError(f"--max-attempts must be a whole number >= 1, got {self.max_attempts!r}")
         _positive("base_delay", self.base_delay)
         _positive("max_delay", self.max_delay)
         if not (math.isfinite(self.budget_ratio) and self.budget_ratio >= 0):

@@ -9,8 +9,9 @@ standard input), the rate over the last few seconds, the time left at that rate,
 Decisions:
 * One line, redrawn with `\\r` + clear-to-end-of-line, at most once every `interval` seconds (0.1 s), so
   a run finishing thousands of rows a second costs a few redraws, not one per batch.
-* The line is kept one column short of the terminal width: writing the last column makes many terminals
-  wrap, and then `\\r` no longer returns to the start of the bar.
+* The line is kept three columns short of the terminal width: writing the last column makes many
+  terminals wrap, and the `^C` a terminal echoes after the bar on Ctrl-C must fit on the same line, or
+  `\\r` no longer returns to the start of the bar and a stale copy of it is left on screen.
 * Log lines go through the `LineWriter` that `logs.configure()` returns; the display replaces its
   `write_line` so that a log line first clears the bar, prints itself on its own line, and the bar is
   redrawn under it. One lock orders the two writers.
@@ -73,8 +74,8 @@ def _duration(seconds: float) -> str:
 def render_line(
     done: int, total: int | None, rate: float | None, stats: RunStats, width: int, elapsed: float
 ) -> str:
-    """The progress line for `width` columns (at most `width - 1` characters)."""
-    room = max(10, width - 1)
+    """The progress line for `width` columns (at most `width - 3` characters)."""
+    room = max(10, width - 3)
     if total is not None:
         total = max(total, done)
         pct = 100 * done // total if total else 100
@@ -88,7 +89,9 @@ def render_line(
         eta = "ETA 0s"
     else:
         eta = f"{_duration(elapsed)} elapsed"
-    counts = " ".join(f"{_LABELS.get(k, k)} {n}" for k, n in sorted(stats.outcomes.items()) if n)
+    outcomes = dict(stats.outcomes)
+    order = [*_LABELS, *sorted(set(outcomes) - set(_LABELS))]
+    counts = " ".join(f"{_LABELS.get(k, k)} {outcomes[k]}" for k in order if outcomes.get(k))
     traffic = f"429s {stats.throttled} retries {stats.retries}"
     # Lowest priority first: drop from the front until the line fits.
     optional = [traffic, counts]

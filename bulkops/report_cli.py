@@ -1,0 +1,208 @@
+"""`bulkops report`: read a run's JSON-lines report back.
+
+    bulkops report summarize REPORT [--json] [--top N]   outcomes per project, top errors, slowest, rate
+    bulkops report failed REPORT [-o PATH] [--include-not-found]
+                                                          the rows to retry, as a CSV `bulkops stop` reads
+
+Both stream the report (see `report_read` for what they keep in memory). REPORT may be `-` for standard
+input. A file that is not a report, or whose last line is torn, is one error line and exit 2.
+The tables fit 100 columns; `--json` is the machine form, with every figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable
+from typing import TextIO, TypeVar
+
+import click
+
+from bulkops.errors import BulkOpsError
+from bulkops.models import Outcome
+from bulkops.report_read import Summary, retry_rows, summarize
+
+T = TypeVar("T")
+
+_COLUMNS = [o.value for o in Outcome]
+_HEADERS = {"already_stopped": "already"}
+_WIDTH = 100
+
+
+def _guard(work: Callable[[], T]) -> T:
+    """Run `work`; a BulkOpsError becomes one `bulkops: error:` line and exit 2."""
+    from bulkops.cli import fail
+
+    try:
+        return work()
+    except BulkOpsError as exc:
+        fail(str(exc))
+
+
+@click.group("report", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def report() -> None:
+    """Read a report written by `bulkops stop`: summarize it, or list the rows to retry."""
+
+
+@report.command("summarize")
+@click.argument("report_path", metavar="REPORT")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with every figure, for machines.")
+@click.option(
+    "--top",
+    type=click.IntRange(0, 1000),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="How many error codes and slowest rows to show.",
+)
+def summarize_command(report_path: str, as_json: bool, top: int) -> None:
+    """Outcomes per project, the top error codes, the slowest rows and the achieved rate of REPORT.
+
+    Counts records: a report continued with --resume holds several records for a retried row (the
+    output says how many lines repeat); `bulkops report failed` gives the rows still to do.
+    """
+    summary = _guard(lambda: summarize(report_path, top=top))
+    if as_json:
+        click.echo(json.dumps({"report": report_path, **summary.as_dict()}, ensure_ascii=False))
+        return
+    click.echo(render_summary(summary, report_path))
+
+
+def render_summary(s: Summary, path: str) -> str:
+    """The human summary of a report, at most 100 columns wide."""
+    d = s.as_dict()
+    out: list[str] = []
+    unsuccessful = s.records - s.succeeded
+    share = f" ({100 * s.succeeded / s.records:.1f}%)" if s.records else ""
+    out.append(f"{path}: {s.records} records, {len(s.per_project)} projects")
+    out.append(f"succeeded {s.succeeded}{share}, did not succeed {unsuccessful}")
+    if s.repeated_lines:
+        out.append(
+            f"{s.repeated_lines} input lines have more than one record (a resumed run): counts are records, "
+            "and `bulkops report failed` lists what is still to do"
+        )
+    if not s.records:
+        return "\n".join(out)
+    out.append("")
+    out.extend(_project_table(s))
+    errors = s.top_errors()
+    if errors:
+        out.append("")
+        more = f" (top {len(errors)} of {len(s.errors)})" if len(s.errors) > len(errors) else ""
+        out.append(f"error codes of rows that did not succeed{more}:")
+        code_w = max(10, *(len(code) for code, _ in errors))
+        out.append(f"  {'count':>7}  {'code':<{code_w}}  sample message")
+        for code, e in errors:
+            line = f"  {e.count:>7}  {code:<{code_w}}  {e.sample}"
+            out.append(_fit(line))
+    slowest = s.slowest
+    if slowest:
+        out.append("")
+        out.append("slowest rows:")
+        out.append(f"  {'elapsed':>9}  {'tries':>5}  {'outcome':<15}  {'line':>8}  id")
+        for rec in slowest:
+            secs = f"{(rec.get('elapsed_ms') or 0) / 1000:.2f}s"
+            out.append(
+                _fit(
+                    f"  {secs:>9}  {rec.get('attempts', 0):>5}  {rec['outcome']:<15}  "
+                    f"{rec['line']:>8}  {rec.get('id')}"
+                )
+            )
+    out.append("")
+    if d["rows_per_s"] is not None:
+        out.append(
+            f"rate: {s.sent_records} rows sent, finished over {d['span_s']:.1f}s "
+            f"({d['first_finished_at']} .. {d['last_finished_at']}): {d['rows_per_s']:.1f} rows/s, "
+            f"{s.requests} requests = {d['requests_per_s']:.1f}/s"
+        )
+    else:
+        out.append(f"rate: {s.sent_records} rows sent; too few to measure a rate")
+    return "\n".join(_wrap(line) for line in out)
+
+
+def _project_table(s: Summary) -> list[str]:
+    seen = set(s.outcomes)
+    cols = [c for c in _COLUMNS if c in seen] + sorted(seen - set(_COLUMNS))
+    heads = [_HEADERS.get(c, c) for c in cols]
+    pw = max(7, *(len(p) for p in s.per_project))
+    widths = [max(len(h), len(str(s.outcomes[c]))) for h, c in zip(heads, cols, strict=True)]
+    tw = max(5, len(str(s.records)))
+    rows = [f"{'project':<{pw}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))]
+    rows[0] += f"  {'total':>{tw}}"
+    for project, counts in sorted(s.per_project.items()):
+        cells = "  ".join(f"{counts.get(c, 0):>{w}}" for c, w in zip(cols, widths, strict=True))
+        rows.append(f"{project:<{pw}}  {cells}  {sum(counts.values()):>{tw}}")
+    cells = "  ".join(f"{s.outcomes[c]:>{w}}" for c, w in zip(cols, widths, strict=True))
+    rows.append(f"{'total':<{pw}}  {cells}  {s.records:>{tw}}")
+    if "already_stopped" in cols:
+        rows.append("(already = already_stopped)")
+    return rows
+
+
+def _fit(line: str) -> str:
+    return line if len(line) <= _WIDTH else line[: _WIDTH - 3] + "..."
+
+
+def _wrap(line: str) -> str:
+    """Break a long prose line at a space before column 100 (tables are cut by `_fit` instead)."""
+    if len(line) <= _WIDTH:
+        return line
+    parts: list[str] = []
+    while len(line) > _WIDTH:
+        cut = line.rfind(" ", 0, _WIDTH)
+        if cut <= 0:
+            break
+        parts.append(line[:cut])
+        line = "  " + line[cut + 1 :]
+    parts.append(line)
+    return "\n".join(parts)
+
+
+@report.command("failed")
+@click.argument("report_path", metavar="REPORT")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default="-",
+    metavar="PATH",
+    help="Write the CSV here instead of standard output.",
+)
+@click.option(
+    "--include-not-found",
+    is_flag=True,
+    help="Also list rows the API answered not_found (left out by default: the id is wrong or gone).",
+)
+def failed_command(report_path: str, output: str, include_not_found: bool) -> None:
+    """The rows of REPORT to retry, as a CSV (header project_id,id) that `bulkops stop` reads.
+
+    A row is listed when no record of it succeeded and its last record is failed, or skipped for a
+    reason other than being a duplicate (e.g. an open circuit). Invalid rows are never listed (they
+    cannot be sent as they are); not_found rows only with --include-not-found.
+
+        bulkops report failed run.jsonl > retry.csv && bulkops stop retry.csv --report retry.jsonl ...
+    """
+    result = _guard(lambda: retry_rows(report_path, include_not_found=include_not_found))
+    if output == "-":
+        _write_csv(sys.stdout, result.rows)
+    else:
+        try:
+            with open(output, "w", encoding="utf-8", newline="") as fh:
+                _write_csv(fh, result.rows)
+        except OSError as exc:
+            from bulkops.cli import fail
+
+            fail(f"cannot write {output}: {exc.strerror or exc}")
+    note = ""
+    if result.not_found_excluded:
+        note = f"; {result.not_found_excluded} not_found rows left out (--include-not-found adds them)"
+    where = "" if output == "-" else f" to {output}"
+    click.echo(f"bulkops: {len(result.rows)} rows to retry{where}{note}", err=True)
+
+
+def _write_csv(stream: TextIO, rows: list[tuple[str, str]]) -> None:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(("project_id", "id"))
+    writer.writerows(rows)
+    stream.flush()
