@@ -9,6 +9,9 @@ Decisions:
 * The URL is built only from a project id and an instance id that pass the API's patterns
   (`request_path`); anything else raises `ValueError` before a byte is sent.
 * Redirects are never followed: a 3xx is reported as it is, so credentials never travel to another host.
+* Credentials that hold a control character (a stray CR or newline from a CRLF file) are refused up
+  front (`check_credentials`, a ConfigError naming the variable, never the value): aiohttp would refuse
+  the header anyway, but as an exception in the middle of the run.
 * TLS is verified by default; plain `http://` is allowed for loopback endpoints (the simulator) and, with
   `insecure=True`, elsewhere (`check_endpoint`).
 * The connector is sized to the run's concurrency, so the pool never queues requests behind its own limit.
@@ -26,7 +29,15 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
-from bulkops.auth import Credentials, auth_headers, signer_for
+from bulkops.auth import (
+    ENV_AK,
+    ENV_AUTH_TOKEN,
+    ENV_SECURITY_TOKEN,
+    ENV_SK,
+    Credentials,
+    auth_headers,
+    signer_for,
+)
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, Reply
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
@@ -43,6 +54,19 @@ def request_path(project_id: str, instance_id: str, action: str = "") -> str:
         raise ValueError("instance id does not match the API's pattern")
     path = f"/v1/{project_id}/dev-servers/{instance_id}"
     return f"{path}/{action}" if action else path
+
+
+_CREDENTIAL_FIELDS = (("ak", ENV_AK), ("sk", ENV_SK), ("security_token", ENV_SECURITY_TOKEN), ("auth_token", ENV_AUTH_TOKEN))
+
+
+def check_credentials(credentials: Credentials | None) -> None:
+    """Raise ConfigError, naming the variable but never its value, if a credential holds a control character."""
+    if credentials is None:
+        return
+    for attr, env in _CREDENTIAL_FIELDS:
+        value: str | None = getattr(credentials, attr)
+        if value and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ConfigError(f"{env} holds a control character (a stray newline or carriage return?)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -130,6 +154,7 @@ class DevServerClient:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         url, _ = check_endpoint(endpoint, insecure=insecure)
+        check_credentials(credentials)
         self._base = str(url).rstrip("/")
         self._prefix = (url.path or "").rstrip("/")
         host = url.host or ""

@@ -13,8 +13,17 @@ The signing algorithm is the official SDK's (`huaweicloudsdkcore/signer/signer.p
 * signed headers: every header whose name has no "_", lower-cased and sorted; values stripped;
 * body hash: the empty-string hash for no body, `X-Sdk-Content-Sha256` when present, else sha256.
 
-tests/test_auth.py proves the `Authorization` header is byte for byte the SDK's. The HMAC key object is
-made once per signer and copied per request, which makes a signature about 3x cheaper than the SDK's.
+tests/test_auth.py proves the `Authorization` header is byte for byte the SDK's. Speed (a signature costs
+about 3 us, against the SDK's 13 us and more; `python -m benchmarks signing` measures both side by side):
+
+* HMAC from precomputed pads: the inner and outer SHA-256 states after the key block are made once per
+  signer and copied per request (two C-level `copy()` calls instead of building an HMAC object);
+* `X-Sdk-Date` is formatted once per second (`sdk_date` caches the string of the current second);
+* `canonical_uri` skips `unquote`/`quote` for a path made only of unreserved characters and "/", where they
+  are the identity (every path bulkops builds: ids are [A-Za-z0-9_-] and UUIDs), and is exact otherwise;
+* `auth_headers`, for the requests bulkops sends (no query, no body), builds the canonical request directly
+  from its known, already sorted header names (`Signer.simple_authorization`); anything else goes through
+  the general `Signer.signature`.
 
 Secrets never leave this module in text: `Credentials.__repr__` names only the kind of credential.
 """
@@ -22,8 +31,8 @@ Secrets never leave this module in text: `Credentials.__repr__` names only the k
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +42,14 @@ ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 _CONTENT_HASH_HEADER = "x-sdk-content-sha256"
+
+_BLOCK = 64  # SHA-256's block size, for HMAC
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_SIGNED_PLAIN = "host;x-sdk-date"
+_SIGNED_PROJECT = "host;x-project-id;x-sdk-date"
+_SIGNED_TOKEN = "host;x-sdk-date;x-security-token"
+_SIGNED_TOKEN_PROJECT = "host;x-project-id;x-sdk-date;x-security-token"
 
 ENV_AK = "HUAWEICLOUD_SDK_AK"
 ENV_SK = "HUAWEICLOUD_SDK_SK"
@@ -66,7 +83,7 @@ class Credentials:
 
     @property
     def kind(self) -> str:
-        """"aksk", "aksk+token" or "token"."""
+        """ "aksk", "aksk+token" or "token"."""
         if self.auth_token:
             return "token"
         return "aksk+token" if self.security_token else "aksk"
@@ -96,8 +113,14 @@ def _encode(s: str) -> str:
     return quote(s, safe="~")
 
 
+#: A path of unreserved characters and "/" only: `unquote` and `quote(safe="~")` leave it as it is.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~/-]*").fullmatch
+
+
 def canonical_uri(path: str) -> str:
     """The SDK's canonical form of a request path (decoded, re-encoded per segment, trailing slash)."""
+    if _PLAIN_PATH(path) is not None:  # the fast path: decoding and re-encoding change nothing
+        return path if path.endswith("/") else path + "/"
     uri = "/".join(_encode(part) for part in unquote(path).split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
@@ -107,19 +130,59 @@ def canonical_query(query: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(query))
 
 
+class _DateCache:
+    """The `X-Sdk-Date` string of the last second formatted (one tuple, replaced whole: thread-safe)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[int, str] = (-1, "")
+
+
+_dates = _DateCache()
+
+
 def sdk_date(now: float | None = None) -> str:
-    """The `X-Sdk-Date` value for a POSIX time (default: now), e.g. 20261126T173700Z."""
-    return time.strftime(DATE_FORMAT, time.gmtime(time.time() if now is None else now))
+    """The `X-Sdk-Date` value for a POSIX time (default: now), e.g. 20261126T173700Z.
+
+    The string of the current second is cached, so that a run signing thousands of requests a second
+    formats the date once a second.
+    """
+    if now is None:
+        now = time.time()
+    if now < 0:
+        return time.strftime(DATE_FORMAT, time.gmtime(now))
+    second = int(now)  # gmtime drops the fraction the same way
+    cached_second, text = _dates.last
+    if second == cached_second:
+        return text
+    text = time.strftime(DATE_FORMAT, time.gmtime(second))
+    _dates.last = (second, text)
+    return text
 
 
 class Signer:
     """Signs requests with one AK/SK pair. Cheap to call; safe to share across tasks."""
 
-    __slots__ = ("_ak", "_key")
+    __slots__ = ("_ak", "_inner", "_outer", "_prefix")
 
     def __init__(self, ak: str, sk: str) -> None:
         self._ak = ak
-        self._key = hmac.new(sk.encode(), digestmod=hashlib.sha256)
+        # HMAC-SHA256 (RFC 2104) with the key's pads hashed once: per request, two copies and updates.
+        key = sk.encode()
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._prefix = f"{ALGORITHM} Access={ak}, SignedHeaders="
+
+    def _hmac_hex(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def signature(
         self,
@@ -144,9 +207,7 @@ class Signer:
         )
         date = lowered.get("x-sdk-date", "")
         to_sign = f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        mac = self._key.copy()
-        mac.update(to_sign.encode())
-        return signed, mac.hexdigest()
+        return signed, self._hmac_hex(to_sign.encode())
 
     def authorization(
         self,
@@ -158,7 +219,31 @@ class Signer:
     ) -> str:
         """The `Authorization` header value for a request (headers must hold `X-Sdk-Date` and `Host`)."""
         signed, sig = self.signature(method, path, query, headers, body)
-        return f"{ALGORITHM} Access={self._ak}, SignedHeaders={signed}, Signature={sig}"
+        return f"{self._prefix}{signed}, Signature={sig}"
+
+    def simple_authorization(
+        self, method: str, path: str, host: str, date: str, project_id: str = "", security_token: str = ""
+    ) -> str:
+        """`authorization()` for a request without query or body whose headers are exactly `Host`,
+        `X-Sdk-Date` and, when not empty, `X-Project-Id` and `X-Security-Token` (what bulkops sends).
+
+        Byte for byte the same value, built without the general path's sorting and dict work: the
+        lower-cased names host < x-project-id < x-sdk-date < x-security-token are already in order.
+        """
+        date = date.strip()
+        head = f"{method.upper()}\n{canonical_uri(path)}\n\nhost:{host.strip()}\n"
+        if project_id:
+            head += f"x-project-id:{project_id.strip()}\n"
+            signed = _SIGNED_TOKEN_PROJECT if security_token else _SIGNED_PROJECT
+        else:
+            signed = _SIGNED_TOKEN if security_token else _SIGNED_PLAIN
+        head += f"x-sdk-date:{date}\n"
+        if security_token:
+            head += f"x-security-token:{security_token.strip()}\n"
+        canonical = f"{head}\n{signed}\n{EMPTY_HASH}"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        sig = self._hmac_hex(f"{ALGORITHM}\n{date}\n{digest}".encode())
+        return f"{self._prefix}{signed}, Signature={sig}"
 
 
 def parse_authorization(value: str) -> tuple[str, list[str], str] | None:
@@ -202,10 +287,16 @@ def auth_headers(
         return headers
     if signer is None:
         raise ValueError("AK/SK credentials need a Signer")
-    headers["X-Sdk-Date"] = sdk_date(now)
-    if credentials.security_token:
-        headers["X-Security-Token"] = credentials.security_token
-    headers["Authorization"] = signer.authorization(method, path, query, headers, body)
+    date = headers["X-Sdk-Date"] = sdk_date(now)
+    token = credentials.security_token
+    if token:
+        headers["X-Security-Token"] = token
+    if not body and not query:
+        headers["Authorization"] = signer.simple_authorization(
+            method, path, host, date, project_id or "", token or ""
+        )
+    else:
+        headers["Authorization"] = signer.authorization(method, path, query, headers, body)
     return headers
 
 

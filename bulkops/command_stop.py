@@ -63,7 +63,9 @@ def load_rates(path: str) -> dict[str, RateLimit]:
                     {"project_id": k, **(v if isinstance(v, dict) else {"rate": v})} for k, v in data.items()
                 ]
             elif isinstance(data, list):
-                rows = [r for r in data if isinstance(r, dict)]
+                if not all(isinstance(r, dict) for r in data):
+                    raise ConfigError(f"--rates-file {path}: every list entry must be an object")
+                rows = data
             else:
                 raise ConfigError(f"--rates-file {path}: expected a JSON list or object")
         else:
@@ -76,7 +78,12 @@ def load_rates(path: str) -> dict[str, RateLimit]:
             if not project:
                 raise ConfigError(f"--rates-file {path}: entry {n} has no project_id")
             burst = row.get("burst")
-            rates[project] = RateLimit(float(row["rate"]), float(burst) if burst not in (None, "") else None)
+            try:
+                rates[project] = RateLimit(
+                    float(row["rate"]), float(burst) if burst not in (None, "") else None
+                )
+            except ConfigError as exc:
+                raise ConfigError(f"--rates-file {path}: {project}: {exc}") from exc
         return rates
     except (ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, ConfigError):
@@ -129,8 +136,9 @@ def run_stop_command(**kw: Any) -> int:
     if endpoint is None:
         raise ConfigError("no endpoint: give --region (e.g. cn-north-4) or --endpoint URL")
     options = build_options(kw, endpoint, credentials)
-    from bulkops.api import check_endpoint
+    from bulkops.api import check_credentials, check_endpoint
 
+    check_credentials(credentials)
     url, plain_remote = check_endpoint(endpoint, insecure=kw["insecure"])
     if plain_remote:
         log.warning("bulkops.transport.insecure", host=url.host)

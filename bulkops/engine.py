@@ -16,6 +16,8 @@ Decisions, each in one place:
 * A retry or a poll goes back into the scheduler with a deadline, so it takes a token like any request
   and never holds a worker while it waits.
 * Never a second stop after a success answer: a job that got one either finishes or turns into a poll.
+* Buckets are `ratelimit.paced_bucket`s: 99 % of the configured rate, one token of the burst held back at
+  the start, so that a `--rate` equal to the server's limit does not draw 429s from arrival noise.
 * 401/403 count per project; after `circuit_threshold` in a row, the project's circuit opens: its queued
   rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request.
 * A graceful stop (`Run.stop()`, e.g. on SIGINT) stops reading and dispatching, lets in-flight requests
@@ -50,7 +52,7 @@ from bulkops.models import (
 )
 from bulkops.options import Options
 from bulkops.outcomes import Action, classify_show, classify_stop
-from bulkops.ratelimit import AdaptiveBucket, TokenBucket, parse_throttle
+from bulkops.ratelimit import AdaptiveBucket, TokenBucket, paced_bucket, parse_throttle
 from bulkops.report import ResumeState, utc_now
 from bulkops.retry import Backoff, RetryBudget
 from bulkops.scheduler import Scheduler
@@ -156,7 +158,11 @@ class _Engine:
         self.resume = resume
         self.backoff = Backoff(options.retry, rng)
         self.budget = RetryBudget(options.retry.budget_ratio, options.retry.budget_floor)
-        glob = AdaptiveBucket(options.global_rate, clock.monotonic()) if options.global_rate else None
+        glob = (
+            paced_bucket(options.global_rate, clock.monotonic(), adaptive=True)
+            if options.global_rate
+            else None
+        )
         self.sched: Scheduler[_Job] = Scheduler(self._bucket_for, glob)
         self.denials: dict[str, int] = {}
         self.open_circuits: set[str] = set()
@@ -171,10 +177,7 @@ class _Engine:
         self.awaiting_poll: set[_Job] = set()
 
     def _bucket_for(self, project_id: str, now: float) -> TokenBucket:
-        limit = self.options.rate_for(project_id)
-        if self.options.adaptive:
-            return AdaptiveBucket(limit, now)
-        return TokenBucket(limit, now)
+        return paced_bucket(self.options.rate_for(project_id), now, adaptive=self.options.adaptive)
 
     # -- signalling -------------------------------------------------------------------------------------
 

@@ -197,11 +197,11 @@ class Progress:
     def write_log_line(self, text: str) -> None:
         """The wrapped `LineWriter.write_line`: clear the bar, print the log line, redraw the bar."""
         with self._lock:
-            if self.shown:
-                self._clear()
+            was_shown = self.shown
+            self._clear()
             assert self._plain_write is not None
             self._plain_write(text)
-            if self.shown and not self.closed:
+            if was_shown and not self.closed:
                 self.redraw()
 
     def _clear(self) -> None:

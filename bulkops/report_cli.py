@@ -112,10 +112,10 @@ def render_summary(s: Summary, path: str) -> str:
     out.append("")
     if d["rows_per_s"] is not None:
         out.append(
-            f"rate: {s.sent_records} rows sent, finished over {d['span_s']:.1f}s "
-            f"({d['first_finished_at']} .. {d['last_finished_at']}): {d['rows_per_s']:.1f} rows/s, "
-            f"{s.requests} requests = {d['requests_per_s']:.1f}/s"
+            f"rate: {d['rows_per_s']:.1f} rows/s ({s.sent_records} rows sent, finished over "
+            f"{d['span_s']:.1f}s), {d['requests_per_s']:.1f} requests/s ({s.requests} requests)"
         )
+        out.append(f"      first finished {d['first_finished_at']}, last {d['last_finished_at']}")
     else:
         out.append(f"rate: {s.sent_records} rows sent; too few to measure a rate")
     return "\n".join(_wrap(line) for line in out)

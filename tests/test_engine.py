@@ -14,6 +14,7 @@ from bulkops.clock import FakeClock
 from bulkops.engine import Run, stop_instances
 from bulkops.models import CIRCUIT_OPEN, DUPLICATE, INVALID_ID, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
+from bulkops.ratelimit import PACING_MARGIN
 from bulkops.report import ResumeState
 
 pytestmark = pytest.mark.anyio
@@ -280,8 +281,10 @@ async def test_sorted_input_reaches_n_times_rate() -> None:
     assert len(results) == 400
     first = client.calls[0][0]
     last = client.calls[-1][0]
-    # 100 rows per project at 10/s with a burst of 1 need 9.9 s; all four run side by side.
-    assert last - first == pytest.approx(9.9, abs=0.15)
+    # 100 rows per project with a burst of 1 need 99 intervals at the paced rate (99 % of 10/s): 10.0 s,
+    # not 4 x 10.0 s; all four run side by side.
+    paced = rate * (1 - PACING_MARGIN)
+    assert last - first == pytest.approx(99 / paced, abs=0.05)
     for p in (P1, P2, P3, P4):
         times = sorted(c[0] for c in client.calls if c[2] == p)
         gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -298,7 +301,10 @@ async def test_global_rate_caps_the_total() -> None:
     options = opts(rate=RateLimit(100.0), global_rate=RateLimit(10.0, 1), concurrency=16, adaptive=False)
     await collect(items, options, client, clock)
     times = sorted(c[0] for c in client.calls)
-    assert times[-1] - times[0] == pytest.approx(9.9, abs=0.15)
+    # 100 requests through a global bucket of 1 token at 99 % of 10/s: 99 intervals of 1 / 9.9 s.
+    assert times[-1] - times[0] == pytest.approx(99 / (10.0 * (1 - PACING_MARGIN)), abs=0.05)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 1 / 10.0 - 1e-6
 
 
 async def test_graceful_stop_leaves_unsent_rows_without_records() -> None:

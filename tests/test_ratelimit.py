@@ -10,7 +10,14 @@ from dataclasses import dataclass
 import pytest
 
 from bulkops.options import RateLimit
-from bulkops.ratelimit import AdaptiveBucket, ThrottleHint, TokenBucket, parse_throttle
+from bulkops.ratelimit import (
+    PACING_MARGIN,
+    AdaptiveBucket,
+    ThrottleHint,
+    TokenBucket,
+    paced_bucket,
+    parse_throttle,
+)
 
 # --- TokenBucket -------------------------------------------------------------------------------------------
 
@@ -331,3 +338,31 @@ def test_adaptive_never_exceeds_its_ceiling_against_a_generous_server() -> None:
     run = _simulate(_TokenBucketServer(1000.0), 20.0, duration=60.0)
     assert run.throttled == 0
     assert run.ok <= 20 + 20 * 60.0 + 1
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_paced_bucket_never_outruns_a_server_bucket_of_the_same_shape(adaptive: bool) -> None:
+    """The engine's bucket holds one token back and paces at 99 %: a server bucket of the configured shape,
+    started when the first request arrives, always has a token, even for arrivals up to one interval early."""
+    limit = RateLimit(25.0)
+    client = paced_bucket(limit, 0.0, adaptive=adaptive)
+    assert client.capacity == 25.0
+    assert client.tokens(0.0) == 24.0
+    assert client.rate == pytest.approx(25.0 * (1 - PACING_MARGIN))
+    server = TokenBucket(limit, 0.0)
+    now = 0.0
+    for n in range(2000):
+        now += client.wait_time(now)
+        client.take(now)
+        early = 0.0 if n == 0 else 0.9 / limit.rate  # arrival noise: this request lands early
+        arrival = max(0.0, now - early)
+        assert server.wait_time(arrival) == 0.0, n
+        server.take(arrival)
+
+
+def test_paced_bucket_of_one_token_starts_full() -> None:
+    """A bucket of one token cannot hold one back: it starts full and is only paced."""
+    bucket = paced_bucket(RateLimit(10.0, 1), 0.0, adaptive=False)
+    assert bucket.wait_time(0.0) == 0.0
+    bucket.take(0.0)
+    assert bucket.wait_time(0.0) == pytest.approx(1 / (10.0 * (1 - PACING_MARGIN)))

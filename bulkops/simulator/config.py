@@ -141,6 +141,9 @@ class SimulatorConfig:
     `Retry-After` header (whole seconds until a token is free) to 429 answers.
     Latency: every answer waits `latency + uniform(0, jitter)` seconds.
     Faults: `faults` shares, only for `fault_projects` when that is set; hangs last `hang_seconds`.
+    Outage: the first `outage_requests` requests that pass the gateway (auth, 403, throttling), in the
+    `fault_projects` when set, answer 503 with nothing done (fault kind `outage`), before any drawn fault:
+    an outage that ends by itself, counted in requests so that a test repeats exactly.
     Log: with `record_requests`, the last `request_log_size` requests are kept in `Simulator.request_log`.
     """
 
@@ -166,6 +169,7 @@ class SimulatorConfig:
     faults: FaultShares = field(default_factory=FaultShares)
     fault_projects: frozenset[str] | None = None
     hang_seconds: float = 120.0
+    outage_requests: int = 0
     record_requests: bool = True
     request_log_size: int = 100_000
 
@@ -176,6 +180,8 @@ class SimulatorConfig:
             check_non_negative(name, getattr(self, name))
         check_share("stop_failed_share", self.stop_failed_share)
         check_share("not_found_404_share", self.not_found_404_share)
+        if not (isinstance(self.outage_requests, int) and self.outage_requests >= 0):
+            raise ValueError(f"outage_requests must be a whole number >= 0, got {self.outage_requests!r}")
         if not (isinstance(self.request_log_size, int) and self.request_log_size >= 1):
             raise ValueError(f"request_log_size must be >= 1, got {self.request_log_size!r}")
 

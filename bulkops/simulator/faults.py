@@ -11,6 +11,8 @@ Fault kinds (the names in stats and the request log):
     reset                                    the connection is aborted, no answer at all
     hang                                     no answer for hang_seconds, then a 504 (ends at shutdown)
     applied_then_503                         the stop is applied, the answer is a 503
+    outage                                   the first `outage_requests` requests: a 503, nothing done
+                                             (not drawn: it comes before the draws, then never again)
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from bulkops.simulator.config import SimulatorConfig
 
 KINDS: Final = ("http_500", "http_502", "http_503", "http_504", "reset", "hang", "applied_then_503")
 #: The HTTP status each answering fault produces.
-FAULT_STATUS: Final = {"http_500": 500, "http_502": 502, "http_503": 503, "http_504": 504}
+FAULT_STATUS: Final = {"http_500": 500, "http_502": 502, "http_503": 503, "http_504": 504, "outage": 503}
 
 
 class FaultPicker:
     """Draws a fault (or none) per request, and a latency per answer."""
 
-    __slots__ = ("_jitter", "_latency", "_latency_rng", "_projects", "_rng", "_thresholds")
+    __slots__ = ("_jitter", "_latency", "_latency_rng", "_outage_left", "_projects", "_rng", "_thresholds")
 
     def __init__(self, config: SimulatorConfig) -> None:
         self._rng = random.Random(f"bulkops-sim|faults|{config.seed}")
@@ -37,6 +39,7 @@ class FaultPicker:
         self._latency = config.latency
         self._jitter = config.jitter
         self._projects = config.fault_projects
+        self._outage_left = config.outage_requests
         acc, thresholds = 0.0, []
         shares = {f.name: getattr(config.faults, f.name) for f in fields(config.faults)}
         for kind in KINDS:
@@ -48,7 +51,7 @@ class FaultPicker:
     @property
     def active(self) -> bool:
         """True when some fault has a share above zero."""
-        return bool(self._thresholds)
+        return bool(self._thresholds) or self._outage_left > 0
 
     @property
     def has_latency(self) -> bool:
@@ -57,8 +60,13 @@ class FaultPicker:
 
     def draw(self, project_id: str) -> str | None:
         """The fault for this request, or None."""
-        if not self._thresholds or (self._projects is not None and project_id not in self._projects):
+        if not (self._thresholds or self._outage_left) or (
+            self._projects is not None and project_id not in self._projects
+        ):
             return None
+        if self._outage_left > 0:
+            self._outage_left -= 1
+            return "outage"
         u = self._rng.random()
         for threshold, kind in self._thresholds:
             if u < threshold:
