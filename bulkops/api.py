@@ -56,11 +56,16 @@ def request_path(project_id: str, instance_id: str, action: str = "") -> str:
     return f"{path}/{action}" if action else path
 
 
-_CREDENTIAL_FIELDS = (("ak", ENV_AK), ("sk", ENV_SK), ("security_token", ENV_SECURITY_TOKEN), ("auth_token", ENV_AUTH_TOKEN))
+_CREDENTIAL_FIELDS = (
+    ("ak", ENV_AK),
+    ("sk", ENV_SK),
+    ("security_token", ENV_SECURITY_TOKEN),
+    ("auth_token", ENV_AUTH_TOKEN),
+)
 
 
 def check_credentials(credentials: Credentials | None) -> None:
-    """Raise ConfigError, naming the variable but never its value, if a credential holds a control character."""
+    """Raise ConfigError (naming the variable, never its value) if a credential holds a control character."""
     if credentials is None:
         return
     for attr, env in _CREDENTIAL_FIELDS:

@@ -9,6 +9,7 @@ request log in-process. Read the log only while no request is in flight (between
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -128,10 +129,8 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     """Make sure a subprocess is gone (for a `finally`)."""
     if proc.poll() is None:
         proc.kill()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
         proc.communicate(timeout=10)
-    except (subprocess.TimeoutExpired, ValueError):
-        pass
 
 
 def count_lines(path: Path) -> int:

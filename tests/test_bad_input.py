@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 import structlog
+from _reliability import SimThread
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from _reliability import SimThread
 from bulkops.api import request_path
 from bulkops.cli import main
 from bulkops.errors import InputError
@@ -93,72 +93,191 @@ CASES = [
     Case("unknown id column", fmt("project,instance\n{P},{U}\n"), error="no 'id' or 'instance_id' column"),
     Case("missing id column", fmt("project_id\n{P}\n"), error="no 'id' or 'instance_id' column"),
     Case("binary garbage with NUL bytes", bytes(range(256)) * 16, error="looks binary"),
-    Case("binary garbage, no NUL in line 1", b"\x89PNG\r\n\x1a\n" + bytes(range(1, 256)) * 8,
-         error="no 'id' or 'instance_id' column"),  # fmt: skip
+    Case(
+        "binary garbage, no NUL in line 1",
+        b"\x89PNG\r\n\x1a\n" + bytes(range(1, 256)) * 8,
+        error="no 'id' or 'instance_id' column",
+    ),
     Case("UTF-16 text", lambda p, u, v: f"{H}{p},{u}\n".encode("utf-16"), error="UTF-16"),
     Case("bare CR line ends", fmt("id\r{U}\r{V}\r"), error="no 'id' or 'instance_id' column"),
     Case("directory as INPUT", setup="dir", error="is a directory"),
     Case("missing INPUT", setup="missing", error="does not exist"),
     Case("unreadable INPUT", setup="unreadable", error="not readable"),
     # -- rows -----------------------------------------------------------------------------------------------
-    Case("invalid UTF-8 in a row", lambda p, u, v: f"{H}{p},{u}".encode() + b"\xff\xfe\n" + f"{p},{v}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_row"}, sent=1, reason="not valid UTF-8"),  # fmt: skip
-    Case("NUL bytes in a row", lambda p, u, v: f"{H}{p},{u}\x00\n{p},{v}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_id"}, sent=1),  # fmt: skip
-    Case("a 10 MB line", lambda p, u, v: H.encode() + b"x" * 10_000_000 + f"\n{p},{u}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_row"}, sent=1, reason="longer than"),  # fmt: skip
-    Case("quoted fields with commas and newlines", fmt('project_id,id,note\n{P},{U},"stop, then\nwait"\n{P},{V},x\n'),
-         code=0, sent=2),  # fmt: skip
-    Case("quoted id holding a comma", fmt('{H}{P},"{U},{V}"\n'.replace("{H}", H)),
-         code=1, invalid={2: "bulkops.invalid_id"}),  # fmt: skip
+    Case(
+        "invalid UTF-8 in a row",
+        lambda p, u, v: f"{H}{p},{u}".encode() + b"\xff\xfe\n" + f"{p},{v}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_row"},
+        sent=1,
+        reason="not valid UTF-8",
+    ),
+    Case(
+        "NUL bytes in a row",
+        lambda p, u, v: f"{H}{p},{u}\x00\n{p},{v}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_id"},
+        sent=1,
+    ),
+    Case(
+        "a 10 MB line",
+        lambda p, u, v: H.encode() + b"x" * 10_000_000 + f"\n{p},{u}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_row"},
+        sent=1,
+        reason="longer than",
+    ),
+    Case(
+        "quoted fields with commas and newlines",
+        fmt('project_id,id,note\n{P},{U},"stop, then\nwait"\n{P},{V},x\n'),
+        code=0,
+        sent=2,
+    ),
+    Case(
+        "quoted id holding a comma",
+        fmt('{H}{P},"{U},{V}"\n'.replace("{H}", H)),
+        code=1,
+        invalid={2: "bulkops.invalid_id"},
+    ),
     Case("quoted id holding a newline", fmt(H + '{P},"{U}\n"\n'), code=1, invalid={2: "bulkops.invalid_id"}),
-    Case("unterminated quote", fmt(H + '{P},"{U}\n{P},{V}\n'),
-         code=1, invalid={2: "bulkops.invalid_row"}, sent=1, reason="quoted field not closed"),  # fmt: skip
-    Case("id with an inner space", lambda p, u, v: f"{H}{p},{u[:4]} {u[5:]}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_id"}),  # fmt: skip
+    Case(
+        "unterminated quote",
+        fmt(H + '{P},"{U}\n{P},{V}\n'),
+        code=1,
+        invalid={2: "bulkops.invalid_row"},
+        sent=1,
+        reason="quoted field not closed",
+    ),
+    Case(
+        "id with an inner space",
+        lambda p, u, v: f"{H}{p},{u[:4]} {u[5:]}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_id"},
+    ),
     Case("id with spaces and tabs around it", fmt(H + "{P}, \t{U}\t \n"), code=0, sent=1),
-    Case("upper-case id", lambda p, u, v: f"{H}{p},{u.upper()}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_id"}, reason="upper-case"),  # fmt: skip
-    Case("wrong version digit", lambda p, u, v: f"{H}{p},{version(u, '0')}\n{p},{version(v, '6')}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"}),  # fmt: skip
-    Case("wrong variant digit", lambda p, u, v: f"{H}{p},{variant(u, 'c')}\n{p},{variant(v, '7')}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"}),  # fmt: skip
-    Case("../ in an id", fmt(H + "{P},../{U}\n{P},{U}/../../x\n"),
-         code=1, invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"}),  # fmt: skip
-    Case("%2F in an id", lambda p, u, v: f"{H}{p},{u.replace('-', '%2F', 1)}\n{p},%2F..%2F{v}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"}),  # fmt: skip
-    Case("? in an id", fmt(H + "{P},{U}?x=1\n{P},?{V}\n"),
-         code=1, invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"}),  # fmt: skip
-    Case("# in an id", fmt(H + "{P},{U}#top\n{P},#{V}\n"),
-         code=1, invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"}),  # fmt: skip
-    Case("project id with /", fmt(H + "{P}/x,{U}\n/{P},{V}\n"),
-         code=1, invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"}),  # fmt: skip
-    Case("project id with ..", fmt(H + "..,{U}\n{P}/..,{V}\n"),
-         code=1, invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"}),  # fmt: skip
-    Case("project id with %2F", fmt(H + "{P}%2F..,{U}\n%2F,{V}\n"),
-         code=1, invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"}),  # fmt: skip
-    Case("project id with an inner space", lambda p, u, v: f"{H}{p[:5]} {p[5:]},{u}\n".encode(),
-         code=1, invalid={2: "bulkops.invalid_project_id"}),  # fmt: skip
-    Case("project id in unicode", fmt(H + "prøject,{U}\n１２３,{V}\n"),
-         code=1, invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"}),  # fmt: skip
-    Case("project id of 65 characters", fmt(H + "a" * 65 + ",{U}\n"),
-         code=1, invalid={2: "bulkops.invalid_project_id"}),  # fmt: skip
+    Case(
+        "upper-case id",
+        lambda p, u, v: f"{H}{p},{u.upper()}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_id"},
+        reason="upper-case",
+    ),
+    Case(
+        "wrong version digit",
+        lambda p, u, v: f"{H}{p},{version(u, '0')}\n{p},{version(v, '6')}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"},
+    ),
+    Case(
+        "wrong variant digit",
+        lambda p, u, v: f"{H}{p},{variant(u, 'c')}\n{p},{variant(v, '7')}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"},
+    ),
+    Case(
+        "../ in an id",
+        fmt(H + "{P},../{U}\n{P},{U}/../../x\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"},
+    ),
+    Case(
+        "%2F in an id",
+        lambda p, u, v: f"{H}{p},{u.replace('-', '%2F', 1)}\n{p},%2F..%2F{v}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"},
+    ),
+    Case(
+        "? in an id",
+        fmt(H + "{P},{U}?x=1\n{P},?{V}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"},
+    ),
+    Case(
+        "# in an id",
+        fmt(H + "{P},{U}#top\n{P},#{V}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_id", 3: "bulkops.invalid_id"},
+    ),
+    Case(
+        "project id with /",
+        fmt(H + "{P}/x,{U}\n/{P},{V}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"},
+    ),
+    Case(
+        "project id with ..",
+        fmt(H + "..,{U}\n{P}/..,{V}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"},
+    ),
+    Case(
+        "project id with %2F",
+        fmt(H + "{P}%2F..,{U}\n%2F,{V}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"},
+    ),
+    Case(
+        "project id with an inner space",
+        lambda p, u, v: f"{H}{p[:5]} {p[5:]},{u}\n".encode(),
+        code=1,
+        invalid={2: "bulkops.invalid_project_id"},
+    ),
+    Case(
+        "project id in unicode",
+        fmt(H + "prøject,{U}\n１２３,{V}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_project_id", 3: "bulkops.invalid_project_id"},
+    ),
+    Case(
+        "project id of 65 characters",
+        fmt(H + "a" * 65 + ",{U}\n"),
+        code=1,
+        invalid={2: "bulkops.invalid_project_id"},
+    ),
     Case("no project id anywhere", fmt("{U}\n"), code=1, invalid={1: "bulkops.missing_project_id"}),
     Case("several fields without a header", fmt("{U},{P}\n"), code=1, invalid={1: "bulkops.invalid_row"}),
-    Case(f"{DUPLICATES} duplicates", lambda p, u, v: (H + f"{p},{u}\n" * (DUPLICATES + 1)).encode(),
-         code=1, sent=1, reason=None, setup="duplicates"),  # fmt: skip
+    Case(
+        f"{DUPLICATES} duplicates",
+        lambda p, u, v: (H + f"{p},{u}\n" * (DUPLICATES + 1)).encode(),
+        code=1,
+        sent=1,
+        reason=None,
+        setup="duplicates",
+    ),
     # -- the report -----------------------------------------------------------------------------------------
-    Case("report in a missing directory", fmt(H + "{P},{U}\n"), setup="report-missing-dir",
-         error="directory does not exist"),  # fmt: skip
-    Case("report in a read-only directory", fmt(H + "{P},{U}\n"), setup="report-read-only",
-         error="permission denied"),  # fmt: skip
+    Case(
+        "report in a missing directory",
+        fmt(H + "{P},{U}\n"),
+        setup="report-missing-dir",
+        error="directory does not exist",
+    ),
+    Case(
+        "report in a read-only directory",
+        fmt(H + "{P},{U}\n"),
+        setup="report-read-only",
+        error="permission denied",
+    ),
     Case("report path is a directory", fmt(H + "{P},{U}\n"), setup="report-is-dir", error="is a directory"),
-    Case("existing report without --resume", fmt(H + "{P},{U}\n"), setup="report-exists",
-         error="already exists"),  # fmt: skip
-    Case("--resume on a file that is not a report", fmt(H + "{P},{U}\n"), args=("--resume",),
-         setup="report-not-a-report", error="not a bulkops report"),  # fmt: skip
-    Case("--resume on a binary file", fmt(H + "{P},{U}\n"), args=("--resume",),
-         setup="report-binary", error="not a bulkops report"),  # fmt: skip
+    Case(
+        "existing report without --resume",
+        fmt(H + "{P},{U}\n"),
+        setup="report-exists",
+        error="already exists",
+    ),
+    Case(
+        "--resume on a file that is not a report",
+        fmt(H + "{P},{U}\n"),
+        args=("--resume",),
+        setup="report-not-a-report",
+        error="not a bulkops report",
+    ),
+    Case(
+        "--resume on a binary file",
+        fmt(H + "{P},{U}\n"),
+        args=("--resume",),
+        setup="report-binary",
+        error="not a bulkops report",
+    ),
     # -- flags ----------------------------------------------------------------------------------------------
     Case("negative rate", fmt(H + "{P},{U}\n"), args=("--rate", "-1"), error="rate must be a positive"),
     Case("zero rate", fmt(H + "{P},{U}\n"), args=("--rate", "0"), error="rate must be a positive"),
@@ -172,15 +291,31 @@ CASES = [
     Case("infinite timeout", fmt(H + "{P},{U}\n"), args=("--timeout", "inf"), error="--timeout"),
     Case("negative timeout", fmt(H + "{P},{U}\n"), args=("--timeout", "-1"), error="--timeout"),
     Case("zero wait-timeout", fmt(H + "{P},{U}\n"), args=("--wait-timeout", "0"), error="--wait-timeout"),
-    Case("rate that is not a number", fmt(H + "{P},{U}\n"), args=("--rate", "fast"),
-         error="Invalid value for '--rate'"),  # fmt: skip
+    Case(
+        "rate that is not a number",
+        fmt(H + "{P},{U}\n"),
+        args=("--rate", "fast"),
+        error="Invalid value for '--rate'",
+    ),
     Case("invalid --project-id", fmt("{U}\n"), args=("--project-id", "../x"), error="--project-id"),
-    Case("rates file that is not a rates file", fmt(H + "{P},{U}\n"), setup="rates-garbage",
-         error="--rates-file"),  # fmt: skip
-    Case("endpoint that is not http(s)", fmt(H + "{P},{U}\n"), setup="endpoint=ftp://127.0.0.1/",
-         error="--endpoint must be an http(s) URL"),  # fmt: skip
-    Case("endpoint with a query", fmt(H + "{P},{U}\n"), setup="endpoint=http://127.0.0.1:9/?x=1",
-         error="must not carry a query"),  # fmt: skip
+    Case(
+        "rates file that is not a rates file",
+        fmt(H + "{P},{U}\n"),
+        setup="rates-garbage",
+        error="--rates-file",
+    ),
+    Case(
+        "endpoint that is not http(s)",
+        fmt(H + "{P},{U}\n"),
+        setup="endpoint=ftp://127.0.0.1/",
+        error="--endpoint must be an http(s) URL",
+    ),
+    Case(
+        "endpoint with a query",
+        fmt(H + "{P},{U}\n"),
+        setup="endpoint=http://127.0.0.1:9/?x=1",
+        error="must not carry a query",
+    ),
     Case("no endpoint", fmt(H + "{P},{U}\n"), setup="endpoint=", error="no endpoint"),
 ]
 
@@ -238,8 +373,18 @@ def arrange(case: Case, tmp_path: Path, sim: Simulator, monkeypatch: pytest.Monk
     elif setup == "rates-garbage":
         rates = tmp_path / "rates.csv"
         rates.write_text("project_id,rate\nabc,very fast\n")
-        return ["stop", str(inp), "--endpoint", endpoint, "--yes", "--report", str(report),
-                "--rates-file", str(rates), *case.args]  # fmt: skip
+        return [
+            "stop",
+            str(inp),
+            "--endpoint",
+            endpoint,
+            "--yes",
+            "--report",
+            str(report),
+            "--rates-file",
+            str(rates),
+            *case.args,
+        ]
     elif setup.startswith("endpoint="):
         endpoint = setup.removeprefix("endpoint=")
     args = ["stop", str(inp), "--yes", "--report", str(report), *case.args]
@@ -249,7 +394,7 @@ def arrange(case: Case, tmp_path: Path, sim: Simulator, monkeypatch: pytest.Monk
 
 
 def _deny(path: Path, module: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make `path` unreadable/unwritable: chmod when that works (not root), else refuse it in `module`'s open."""
+    """Make `path` unreadable or unwritable: chmod when not root, else refuse it in `module`'s open()."""
     if os.geteuid() != 0:
         target = path if path.exists() else path.parent
         target.chmod(0o500 if target.is_dir() else 0o000)
@@ -268,7 +413,11 @@ def _deny(path: Path, module: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.import_module(module), "open", guarded, raising=False)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=[pytest.mark.slow] if c.setup == "duplicates" else []) for c in CASES],
+    ids=[c.name for c in CASES],
+)
 def test_bad_input_is_reported_or_refused_never_sent(
     case: Case, served: tuple[SimThread, Simulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,9 +467,35 @@ STOP_PATH = re.compile(rf"/v1/({PROJECT_ID_RE.pattern})/dev-servers/({INSTANCE_I
 U1 = "62383738-e52a-450a-9f84-f9e705402be8"
 P1 = "0123456789abcdef0123456789abcdef"
 nasty = st.sampled_from(
-    ["", " ", "\t", "/", "..", "../", "%2F", "%2e%2e", "?", "#", "\\", "\x00", "\r", "\n", "\u2028", ",", '"',
-     "ø", "１", "\ufeff", U1, U1.upper(), P1, P1 + "/x", "-", "_"]
-)  # fmt: skip
+    [
+        "",
+        " ",
+        "\t",
+        "/",
+        "..",
+        "../",
+        "%2F",
+        "%2e%2e",
+        "?",
+        "#",
+        "\\",
+        "\x00",
+        "\r",
+        "\n",
+        "\u2028",
+        ",",
+        '"',
+        "ø",
+        "１",
+        "\ufeff",
+        U1,
+        U1.upper(),
+        P1,
+        P1 + "/x",
+        "-",
+        "_",
+    ]
+)
 part = st.one_of(
     nasty,
     st.text(max_size=70),
@@ -349,7 +524,9 @@ def test_request_path_is_a_valid_stop_path_or_refused(project: str, instance: st
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400), st.lists(st.tuples(part, part), max_size=8), st.booleans())
-def test_any_bytes_become_only_valid_stop_paths(noise: bytes, rows: list[tuple[str, str]], header: bool) -> None:
+def test_any_bytes_become_only_valid_stop_paths(
+    noise: bytes, rows: list[tuple[str, str]], header: bool
+) -> None:
     """Arbitrary bytes and hostile cells through the reader: every Target maps to a valid stop path, every
     other row is an invalid or skipped record, and the only error is a one-line InputError."""
     body = "".join(f"{p},{i}\n" for p, i in rows).encode("utf-8", "surrogatepass") + noise

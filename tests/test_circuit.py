@@ -134,7 +134,9 @@ async def test_forbidden_project_is_cut_off_and_others_are_untouched() -> None:
 async def test_outage_spends_the_budget_fails_fast_then_recovers() -> None:
     """During an outage (every answer 503) retries stay within the budget; after it, later rows succeed."""
     rows, outage = 1000, 300
-    config = SimulatorConfig(seed=8, inventory=fleet(2, rows // 2, 8), auth_enabled=False, outage_requests=outage)
+    config = SimulatorConfig(
+        seed=8, inventory=fleet(2, rows // 2, 8), auth_enabled=False, outage_requests=outage
+    )
     async with run_simulator(config) as sim:
         targets = targets_of(config, sim.inventory.project_ids)
         options = Options(endpoint=sim.url, rate=RateLimit(2000.0), concurrency=CONCURRENCY, retry=FAST)

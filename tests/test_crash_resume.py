@@ -1,4 +1,4 @@
-"""Crash and resume: `bulkops stop` as a real process, SIGKILLed at seeded points, then `--resume`d to the end.
+"""Crash and resume: `bulkops stop` as a real process, SIGKILLed at seeded points, then resumed to the end.
 
 The simulator runs in this test's process (a background thread) and lives across every run, so its request
 log shows, per instance, every stop any of the runs sent and what it was answered. The report is the only
@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from _reliability import SimThread, cli_env, count_lines, is_success_answer, kill, spawn, stops_after_success
+
 from bulkops.models import Outcome
 from bulkops.simulator import InventorySpec, SimulatorConfig, write_csv
 
@@ -102,7 +102,7 @@ def test_sigkill_at_ten_points_then_resume_every_row_one_final_record(tmp_path: 
                 if point is not None and wait_for_lines(proc, report, point, timeout=60):
                     proc.send_signal(signal.SIGKILL)
                     kills += 1
-                out, err = proc.communicate(timeout=60)
+                _, err = proc.communicate(timeout=60)
             finally:
                 kill(proc)
             stderr_of_runs.append(err.decode(errors="replace"))
@@ -135,7 +135,7 @@ def test_sigkill_at_ten_points_then_resume_every_row_one_final_record(tmp_path: 
     # Last record wins: the distinct lines are exactly the input's data lines.
     last: dict[int, dict[str, object]] = {}
     for rec in records:
-        last[int(rec["line"])] = rec  # type: ignore[call-overload]
+        last[int(rec["line"])] = rec
     assert sorted(last) == data_lines
     outcomes = Counter(rec["outcome"] for rec in last.values())
     assert outcomes["invalid"] == 2 and outcomes["skipped"] == 1

@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from _reliability import stops_after_success
+
 from bulkops.engine import stop_instances
 from bulkops.models import Outcome
 from bulkops.options import Options, RateLimit, RetryPolicy

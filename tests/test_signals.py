@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _reliability import SimThread, cli_env, count_lines, kill, spawn
+
 from bulkops.simulator import FaultShares, InventorySpec, Limit, SimulatorConfig, write_csv
 
 GRACE = 10.0  # Options.grace, the CLI's default
