@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import signal
 import sys
+from typing import cast
 
 from bulkops.simulator import answers
 
@@ -44,8 +45,7 @@ class _Responder(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

@@ -39,7 +39,7 @@ from bulkops.auth import (
     signer_for,
 )
 from bulkops.errors import ConfigError
-from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, Reply
+from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
 USER_AGENT = "bulkops/0.1"
@@ -236,6 +236,9 @@ class DevServerClient:
                 )
         except TimeoutError:
             return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            # A certificate that does not verify will not verify on the next attempt either.
+            return Reply(None, error_code=TLS_ERROR, error_msg=f"TLS failed: {type(exc).__name__}")
         except aiohttp.ClientError as exc:
             return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
 

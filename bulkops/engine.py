@@ -258,6 +258,7 @@ class _Engine:
         if isinstance(item, Result):
             if resume is not None and resume.line_done(item.line):
                 self.stats.resumed_skips += 1
+                self.stats.resumed_unsuccessful += 1  # invalid or skipped then, and still not stopped
                 return
             await self._emit(item)
             return

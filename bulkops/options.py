@@ -47,7 +47,7 @@ class RateLimit:
 class RetryPolicy:
     """How hard to retry transient failures.
 
-    Backoff is exponential with full jitter: attempt n waits uniform(0, min(max_delay, base_delay * 2**(n-1))),
+    Backoff is exponential with full jitter: attempt n waits uniform(0, min(max_delay, base_delay * 2**(n-1)))
     or the server's `Retry-After` when it is longer. `budget_ratio` caps retries across the whole run at that
     share of first attempts (plus `budget_floor`), so an outage fails fast instead of multiplying traffic.
     """

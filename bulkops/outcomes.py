@@ -14,6 +14,8 @@ classify_stop (PUT .../stop):
     429                                    THROTTLED  -
     401, 403                               DENIED     failed            (feeds the project's circuit)
     408, 500, 502, 503, 504                RETRY      -
+    no HTTP status, bulkops.tls_error      DENIED     failed            (a certificate that does not
+                                                                          verify will not on retry)
     no HTTP status (timeout, reset, ...)   RETRY      -
     anything else (other 4xx, 501, ...)    DONE       failed
 
@@ -35,7 +37,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bulkops.models import Outcome, Reply
+from bulkops.models import TLS_ERROR, Outcome, Reply
 
 ALREADY_STOPPED_CODES = frozenset({"ModelArts.6307", "ModelArts.6308"})
 NOT_FOUND_CODES = frozenset({"ModelArts.6309"})
@@ -84,7 +86,8 @@ def _classify_error(reply: Reply) -> Verdict | None:
         return _THROTTLED
     status = reply.http_status
     if status is None:
-        return _RETRY
+        # No answer: transient, except a TLS failure, which repeats like an auth refusal.
+        return _DENIED if code == TLS_ERROR else _RETRY
     if 200 <= status < 300:
         return None
     if status == 404:

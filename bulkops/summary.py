@@ -36,6 +36,7 @@ class RunStats:
     retries: int = 0
     throttled: int = 0
     resumed_skips: int = 0
+    resumed_unsuccessful: int = 0
     circuits_opened: list[str] = field(default_factory=list)
     interrupted: bool = False
     dry_run: bool = False
@@ -67,12 +68,16 @@ class RunStats:
         return self.rows - self.succeeded
 
     def exit_code(self) -> int:
-        """0 when every row succeeded (or was valid, in a dry run), 1 otherwise, 130 when interrupted."""
+        """0 when every row succeeded (or was valid, in a dry run), 1 otherwise, 130 when interrupted.
+
+        With --resume, rows the earlier report already judged invalid or skipped still count as not
+        succeeded, so a resumed run's exit status speaks for the whole input, not just the rows it sent.
+        """
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.dry_run:
             return EXIT_OK if self.outcomes.get(Outcome.INVALID.value, 0) == 0 else EXIT_FAILED
-        return EXIT_OK if self.unsuccessful == 0 else EXIT_FAILED
+        return EXIT_OK if self.unsuccessful == 0 and self.resumed_unsuccessful == 0 else EXIT_FAILED
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as plain JSON-able values."""

@@ -85,3 +85,12 @@ def test_only_final_verdicts_carry_an_outcome() -> None:
     replies = [Reply(s) for s in (200, 400, 401, 404, 429, 500, None)]
     for verdict in [classify_stop(r) for r in replies] + [classify_show(r) for r in replies]:
         assert (verdict.outcome is not None) == (verdict.action in {Action.DONE, Action.DENIED})
+
+
+def test_tls_failure_is_not_retried() -> None:
+    """A certificate that does not verify is a final failure that feeds the circuit, not a retry."""
+    from bulkops.models import TLS_ERROR
+
+    verdict = classify_stop(Reply(None, error_code=TLS_ERROR, error_msg="TLS failed"))
+    assert verdict.action is Action.DENIED
+    assert verdict.outcome is Outcome.FAILED

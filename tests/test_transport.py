@@ -25,7 +25,7 @@ from bulkops.auth import Credentials
 from bulkops.cli import main
 from bulkops.engine import stop_instances
 from bulkops.errors import ConfigError
-from bulkops.models import CONNECTION_ERROR, Outcome, Result, Target
+from bulkops.models import TLS_ERROR, Outcome, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 
 P = "0123456789abcdef0123456789abcdef"
@@ -118,8 +118,8 @@ async def run_rows(endpoint: str, n: int, **kw: object) -> list[Result]:
 
 @pytest.mark.anyio
 async def test_self_signed_https_endpoint_is_refused_not_trusted(tmp_path: Path) -> None:
-    """TLS is verified by default: a self-signed server gets no request, and the row fails as a connection
-    error; the same server is reachable when its certificate is trusted, so verification is the reason."""
+    """TLS is verified by default: a self-signed server gets no request and the row fails at once with a
+    TLS error (not retried); the same server is reachable when its certificate is trusted."""
     cert, key = self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
@@ -127,11 +127,11 @@ async def test_self_signed_https_endpoint_is_refused_not_trusted(tmp_path: Path)
     async with serve(handler, server_ctx) as url:
         async with DevServerClient(url, CREDS) as client:
             reply = await client.stop(P, IDS[0])
-        assert reply.http_status is None and reply.error_code == CONNECTION_ERROR
+        assert reply.http_status is None and reply.error_code == TLS_ERROR
         assert reply.error_msg is not None and "Certificate" in reply.error_msg
         results = await run_rows(url, 2)
         assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED]
-        assert all(r.error_code == CONNECTION_ERROR and r.http_status is None for r in results)
+        assert all(r.error_code == TLS_ERROR and r.http_status is None and r.attempts == 1 for r in results)
         assert handler.requests == []  # nothing (no header, no signature) reached the untrusted server
 
         trusting = ssl.create_default_context(cafile=str(cert))
