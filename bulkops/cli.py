@@ -173,6 +173,14 @@ def _log_format_default() -> str:
     metavar="S",
     help="With --wait, give up on an instance after this many seconds.",
 )
+@click.option(
+    "--poll-interval",
+    type=float,
+    default=3.0,
+    show_default=True,
+    metavar="S",
+    help="With --wait, seconds before the first poll; later polls back off to 30 s.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Never ask for confirmation.")
 @click.option(
     "--insecure",

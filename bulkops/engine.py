@@ -64,7 +64,6 @@ log = structlog.get_logger("bulkops.engine")
 _READ_BATCH = 512
 _RESULT_BUFFER = 1024
 _MAX_TICK = 0.05
-_FIRST_POLL = 3.0
 _MAX_POLL = 30.0
 
 
@@ -376,7 +375,7 @@ class _Engine:
             job.poll_started = now
             job.failures = 0
             self.awaiting_poll.add(job)
-            self.sched.push_later(job, now + _FIRST_POLL)
+            self.sched.push_later(job, now + self.options.poll_interval)
             return
         await self._finish(job, outcome)
 
@@ -391,7 +390,7 @@ class _Engine:
             )
             return
         job.polls += 1
-        delay = min(_MAX_POLL, _FIRST_POLL * 1.5**job.polls)
+        delay = min(_MAX_POLL, self.options.poll_interval * 1.5**job.polls)
         self.awaiting_poll.add(job)
         self.sched.push_later(job, now + delay)
 

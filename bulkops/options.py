@@ -83,6 +83,7 @@ class Options:
     timeout: float = 30.0
     wait: bool = False
     wait_timeout: float = 900.0
+    poll_interval: float = 3.0
     lookahead: int = 10_000
     circuit_threshold: int = 5
     grace: float = 10.0
@@ -94,6 +95,7 @@ class Options:
             raise ConfigError(f"--concurrency must be a whole number of at least 1, got {self.concurrency!r}")
         _positive("--timeout", self.timeout)
         _positive("--wait-timeout", self.wait_timeout)
+        _positive("--poll-interval", self.poll_interval)
         if self.lookahead < 1:
             raise ConfigError(f"lookahead must be at least 1, got {self.lookahead!r}")
         if self.circuit_threshold < 1:

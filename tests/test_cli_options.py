@@ -15,7 +15,6 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 
-from bulkops import engine
 from bulkops.cli import main
 from bulkops.command_stop import build_options, resolve_endpoint
 from bulkops.options import RateLimit
@@ -64,15 +63,13 @@ def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_wait_reports_stopped_once_the_instances_reach_stopped(
-    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_wait_reports_stopped_once_the_instances_reach_stopped(sim: Simulator, tmp_path: Path) -> None:
     """With --wait, every accepted stop is polled until STOPPED and reported `stopped` (exit 0)."""
-    monkeypatch.setattr(engine, "_FIRST_POLL", 0.2)  # the engine waits 3 s before its first poll
     report = tmp_path / "r.jsonl"
     code, _, err = stop(
         str(fleet_csv(sim, tmp_path / "in.csv")),
-        "--endpoint", sim.url, "--wait", "--wait-timeout", "20", "--yes", "--report", str(report),
+        "--endpoint", sim.url, "--wait", "--wait-timeout", "20", "--poll-interval", "0.2",
+        "--yes", "--report", str(report),
     )  # fmt: skip
     assert code == 0, err
     recs = records(report)

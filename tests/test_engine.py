@@ -321,3 +321,17 @@ async def test_graceful_stop_leaves_unsent_rows_without_records() -> None:
     assert 10 <= len(results) < 100
     assert len(client.calls) == len(results)
     assert run.stats.interrupted
+
+
+async def test_resumed_invalid_rows_keep_exit_status_one() -> None:
+    """A resumed run whose own rows all succeed still exits 1 if the report holds invalid rows."""
+    clock = FakeClock()
+    state = ResumeState()
+    state.mark_line(2)
+    items: list[Target | Result] = [Target(1, P1, iid(1))]
+    items.append(Result(2, P1, "bad", Outcome.INVALID, error_code=INVALID_ID, error_msg="x"))
+    client = ScriptedClient(clock)
+    async with started(items, opts(), client, clock, resume=state) as run:
+        results = [r async for r in run]
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED]
+    assert run.stats.exit_code() == 1
