@@ -24,11 +24,27 @@ _LAZY = {
     "demo": ("bulkops.demo", "demo"),
     "report": ("bulkops.report_cli", "report"),
 }
+# Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
+_LAZY_HELP = {
+    "simulate": "Run a local simulator of the DevServer API, for rehearsals and tests.",
+    "demo": "Rehearse a bulk stop end to end against the built-in simulator.",
+    "report": "Read a report: summarize it, or list the rows to retry.",
+}
 
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, _LAZY_HELP[name]) for name in _LAZY]
+        for name in super().list_commands(ctx):
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(rows))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _LAZY:

@@ -32,3 +32,16 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_help_imports_no_lazy_command() -> None:
+    """`bulkops --help` lists every command without importing aiohttp, the simulator or the demo."""
+    code = (
+        "import sys; from click.testing import CliRunner; from bulkops.cli import main; "
+        "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert all(c in r.output for c in ('stop', 'simulate', 'demo', 'report')); "
+        "print(','.join(m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.demo', 'bulkops.report_cli') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
