@@ -182,7 +182,8 @@ class ResumeState:
         return (project_id, instance_id) in self.succeeded
 
 
-def _record_of(raw: bytes) -> dict[str, Any] | None:
+def parse_record(raw: bytes | str) -> dict[str, Any] | None:
+    """One report line as a dict, or None when it is not a bulkops record (the one shape check)."""
     try:
         obj = json.loads(raw)
     except ValueError:
@@ -191,6 +192,8 @@ def _record_of(raw: bytes) -> dict[str, Any] | None:
         not isinstance(obj, dict)
         or obj.get("outcome") not in _OUTCOMES
         or not isinstance(obj.get("line"), int)
+        or not isinstance(obj.get("attempts", 0), int)
+        or not isinstance(obj.get("elapsed_ms", 0), int)
     ):
         return None
     return obj
@@ -221,7 +224,7 @@ def load_resume(path: str) -> ResumeState:
             if not raw.strip():
                 good_end += len(raw)
                 continue
-            obj = _record_of(raw)
+            obj = parse_record(raw)
             if obj is None:
                 if not complete:
                     torn = True

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from typing import Any
 
 from bulkops.errors import ReportError
 from bulkops.models import DUPLICATE, Outcome
+from bulkops.report import parse_record
 from bulkops.seen import SeenIndex
 
 _OUTCOMES = frozenset(o.value for o in Outcome)
@@ -63,7 +63,7 @@ def iter_records(path: str) -> Iterator[dict[str, Any]]:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
-            obj = _record(raw)
+            obj = parse_record(raw)
             if obj is None or not raw.endswith(b"\n"):
                 if not raw.endswith(b"\n") and records > 0:
                     raise ReportError(
@@ -80,22 +80,6 @@ def iter_records(path: str) -> Iterator[dict[str, Any]]:
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
-
-
-def _record(raw: bytes) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if (
-        not isinstance(obj, dict)
-        or obj.get("outcome") not in _OUTCOMES
-        or not isinstance(obj.get("line"), int)
-        or not isinstance(obj.get("attempts", 0), int)
-        or not isinstance(obj.get("elapsed_ms", 0), int)
-    ):
-        return None
-    return obj
 
 
 def _parse_time(text: object) -> dt.datetime | None:
