@@ -34,7 +34,6 @@ from bulkops.models import DUPLICATE, Outcome
 from bulkops.report import parse_record
 from bulkops.seen import SeenIndex
 
-_OUTCOMES = frozenset(o.value for o in Outcome)
 _SUCCESS = frozenset(o.value for o in Outcome if o.succeeded)
 _SAMPLE_CHARS = 200
 
