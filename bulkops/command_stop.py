@@ -94,12 +94,20 @@ def load_rates(path: str) -> dict[str, RateLimit]:
 def build_options(kw: dict[str, Any], endpoint: str, credentials: Credentials | None) -> Options:
     """Options from the stop command's flags (raises ConfigError on nonsense values)."""
     rates = load_rates(kw["rates_file"]) if kw.get("rates_file") else {}
+    try:
+        rate = RateLimit(kw["rate"], kw["burst"])
+    except ConfigError as exc:
+        raise ConfigError(f"--rate/--burst: {exc}") from exc
+    try:
+        global_rate = RateLimit(kw["global_rate"]) if kw["global_rate"] is not None else None
+    except ConfigError as exc:
+        raise ConfigError(f"--global-rate: {exc}") from exc
     return Options(
         endpoint=endpoint,
         credentials=credentials,
-        rate=RateLimit(kw["rate"], kw["burst"]),
+        rate=rate,
         rates=rates,
-        global_rate=RateLimit(kw["global_rate"]) if kw["global_rate"] is not None else None,
+        global_rate=global_rate,
         concurrency=kw["concurrency"],
         retry=RetryPolicy(max_attempts=kw["max_attempts"]),
         timeout=kw["timeout"],
