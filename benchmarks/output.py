@@ -1,10 +1,10 @@
 """The table, the JSON and the plots of a benchmark run.
 
-    table(results)   a Markdown table: one row per client and scenario (median of its rounds), then the
-                     targets, each with its figure, its limit and whether it is met
-    write_json       benchmarks/results/<name>.json: machine, command, every run, every target
-    plot             benchmarks/results/<name>-timeline.png (rows finished per second, per project, for
-                     each bulkops run) and <name>-ratios.png; skipped when matplotlib is not installed
+table(results)   a Markdown table: one row per client and scenario (median of its rounds), then the
+                 targets, each with its figure, its limit and whether it is met
+write_json       benchmarks/results/<name>.json: machine, command, every run, every target
+plot             benchmarks/results/<name>-timeline.png (rows finished per second, per project, for
+                 each bulkops run) and <name>-ratios.png; skipped when matplotlib is not installed
 """
 
 from __future__ import annotations
@@ -83,9 +83,11 @@ def table(results: list[dict[str, Any]]) -> str:
             vs_bound = vs_loop = vs_sdk = "-"
             if client.startswith("bulkops"):
                 bound = result.get("ratio_to_bound")
-                vs_bound = _fmt(bound, 3) if bound is not None and "rss_growth" not in result.get(
-                    "ratios", {}
-                ) else "-"
+                vs_bound = (
+                    _fmt(bound, 3)
+                    if bound is not None and "rss_growth" not in result.get("ratios", {})
+                    else "-"
+                )
                 if "aiohttp_loop" in medians:
                     vs_loop = f"{rps / max(medians['aiohttp_loop'], 1e-9):.2f}x"
                 if "sdk" in medians:
@@ -103,8 +105,8 @@ def table(results: list[dict[str, Any]]) -> str:
         for t in result.get("targets", []):
             unit = f" {t['unit']}" if t["unit"] else ""
             lines.append(
-                f"| {result['scenario']} | {t['name']} | {t['value']:.3f}{unit} | {t['op']} {t['limit']:g}{unit} "
-                f"| {'yes' if t['met'] else '**NO**'} |"
+                f"| {result['scenario']} | {t['name']} | {t['value']:.3f}{unit} "
+                f"| {t['op']} {t['limit']:g}{unit} | {'yes' if t['met'] else '**NO**'} |"
             )
     return "\n".join(lines)
 

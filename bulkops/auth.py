@@ -231,18 +231,32 @@ class Signer:
         lower-cased names host < x-project-id < x-sdk-date < x-security-token are already in order.
         """
         date = date.strip()
-        head = f"{method.upper()}\n{canonical_uri(path)}\n\nhost:{host.strip()}\n"
-        if project_id:
-            head += f"x-project-id:{project_id.strip()}\n"
-            signed = _SIGNED_TOKEN_PROJECT if security_token else _SIGNED_PROJECT
+        if _PLAIN_PATH(path) is not None:  # canonical_uri's fast path, inlined
+            uri = path if path.endswith("/") else path + "/"
         else:
-            signed = _SIGNED_TOKEN if security_token else _SIGNED_PLAIN
-        head += f"x-sdk-date:{date}\n"
-        if security_token:
-            head += f"x-security-token:{security_token.strip()}\n"
-        canonical = f"{head}\n{signed}\n{EMPTY_HASH}"
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
-        sig = self._hmac_hex(f"{ALGORITHM}\n{date}\n{digest}".encode())
+            uri = canonical_uri(path)
+        if project_id and not security_token:  # the request bulkops sends: one f-string
+            canonical = (
+                f"{method.upper()}\n{uri}\n\nhost:{host.strip()}\nx-project-id:{project_id.strip()}\n"
+                f"x-sdk-date:{date}\n\n{_SIGNED_PROJECT}\n{EMPTY_HASH}"
+            )
+            signed = _SIGNED_PROJECT
+        else:
+            head = f"{method.upper()}\n{uri}\n\nhost:{host.strip()}\n"
+            if project_id:
+                head += f"x-project-id:{project_id.strip()}\n"
+                signed = _SIGNED_TOKEN_PROJECT if security_token else _SIGNED_PROJECT
+            else:
+                signed = _SIGNED_TOKEN if security_token else _SIGNED_PLAIN
+            head += f"x-sdk-date:{date}\n"
+            if security_token:
+                head += f"x-security-token:{security_token.strip()}\n"
+            canonical = f"{head}\n{signed}\n{EMPTY_HASH}"
+        inner = self._inner.copy()
+        inner.update(f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        sig = outer.hexdigest()
         return f"{self._prefix}{signed}, Signature={sig}"
 
 

@@ -35,9 +35,11 @@ Pacing (`paced_bucket`, what the engine uses). A client that sends at exactly a 
 of the server's shape, sends every request the instant the server's bucket earns its token; the tiniest
 scheduling or network noise then lands a request a hair early, and it gets a 429. So the engine keeps a
 margin: it paces a project at `1 - PACING_MARGIN` (99 %) of its `--rate`, and starts a bucket of two or
-more tokens with one token held back (capacity - 1). The held-back token absorbs up to one interval of
-arrival noise at the start, and the 1 % margin makes that slack grow by a hundredth of an interval per
-request, so arrivals never outrun a server bucket of the same shape. The price is about 1 % of
+more tokens with one token held back (capacity - 1), and keeps it back until its first request: a bucket
+given `start` earns nothing before its first `take`, so a project whose first request waits behind others
+still starts one token short. The held-back token absorbs up to one interval of arrival noise at the
+start, and the 1 % margin makes that slack grow by a hundredth of an interval per request, so arrivals
+never outrun a server bucket of the same shape. The price is about 1 % of
 throughput plus one interval per project, well inside the 2 % the benchmarks allow
 (`python -m benchmarks rate`). `TokenBucket` and `AdaptiveBucket` themselves do exactly what their
 `RateLimit` says; the margin is applied where the engine makes its buckets.
@@ -70,7 +72,7 @@ PACING_MARGIN = 0.01
 
 
 class TokenBucket:
-    """`limit.rate` tokens per second, at most `limit.capacity` banked; starts full.
+    """`limit.rate` tokens per second, at most `limit.capacity` banked; starts full, or with `start` tokens.
 
     The bucket refills lazily from the time elapsed between calls; `now` must not go backwards (an earlier
     `now` is treated as no time passing). `take` on an empty bucket is allowed and leaves a debt that later
@@ -82,6 +84,9 @@ class TokenBucket:
         self._capacity = float(limit.capacity)
         self._tokens = self._capacity if start is None else min(self._capacity, float(start))
         self._stamp = now
+        # With `start`, the bucket earns nothing until its first `take`: the tokens held back stay held
+        # back however long the first request waits (e.g. behind other projects' queues).
+        self._fresh = start is not None
 
     @property
     def rate(self) -> float:
@@ -100,7 +105,8 @@ class TokenBucket:
 
     def _refill(self, now: float) -> None:
         if now > self._stamp:
-            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+            if not self._fresh:
+                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
 
     def wait_time(self, now: float) -> float:
@@ -114,6 +120,7 @@ class TokenBucket:
     def take(self, now: float) -> None:
         """Consume one token (call when `wait_time(now)` is 0; otherwise the bucket goes into debt)."""
         self._refill(now)
+        self._fresh = False
         self._tokens -= 1.0
 
 

@@ -18,12 +18,11 @@ file that is not a bulkops report, is a `ReportError` (exit 2), never a silent o
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -49,11 +48,34 @@ FIELDS = (
 _OUTCOMES = frozenset(o.value for o in Outcome)
 _TOOL_FINAL = frozenset({Outcome.INVALID.value, Outcome.SKIPPED.value})
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # `_dumps` on a str (ensure_ascii=False)
+
+
+class _SecondCache:
+    """The formatted UTC second of the last call (one tuple, replaced whole)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[int, str] = (-1, "")
+
+
+_seconds = _SecondCache()
 
 
 def utc_now() -> str:
-    """The current UTC time in RFC 3339 with milliseconds, e.g. 2026-11-26T17:37:14.123Z."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time in RFC 3339 with milliseconds, e.g. 2026-11-26T17:37:14.123Z.
+
+    The date and time up to the second are formatted once a second; milliseconds are truncated, as
+    `datetime.isoformat(timespec="milliseconds")` does.
+    """
+    now = time.time()
+    second = int(now)
+    cached, text = _seconds.last
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _seconds.last = (second, text)
+    return f"{text}.{min(999, int((now - second) * 1000)):03d}Z"
 
 
 def default_report_path() -> str:
@@ -77,6 +99,37 @@ def to_record(result: Result) -> dict[str, Any]:
         "elapsed_ms": result.elapsed_ms,
         "finished_at": result.finished_at or utc_now(),
     }
+
+
+def _s(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _i(value: int | None) -> str:
+    if value is None:
+        return "null"
+    if type(value) is not int:
+        raise TypeError(value)
+    return int.__repr__(value)
+
+
+def record_line(result: Result) -> str:
+    """One report line (no newline): byte for byte `_dumps(to_record(result))`, several times faster.
+
+    Each field is written by hand, in the contract's order, with the json module's own string escaping;
+    a value of an unexpected type falls back to the json encoder.
+    """
+    r = result
+    try:
+        return (
+            f'{{"line":{_i(r.line)},"project_id":{_s(r.project_id)},"id":{_s(r.id)},'
+            f'"outcome":{_s(r.outcome.value)},"status":{_s(r.status)},"http_status":{_i(r.http_status)},'
+            f'"error_code":{_s(r.error_code)},"error_msg":{_s(r.error_msg)},'
+            f'"request_id":{_s(r.request_id)},"attempts":{_i(r.attempts)},"elapsed_ms":{_i(r.elapsed_ms)},'
+            f'"finished_at":{_s(r.finished_at or utc_now())}}}'
+        )
+    except TypeError:
+        return _dumps(to_record(result))
 
 
 class ReportWriter:
@@ -121,7 +174,7 @@ class ReportWriter:
 
     def write_many(self, results: Iterable[Result]) -> None:
         """Append a batch of records with one write and one flush."""
-        text = "".join(_dumps(to_record(r)) + "\n" for r in results)
+        text = "".join([record_line(r) + "\n" for r in results])
         if not text:
             return
         try:

@@ -32,7 +32,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def report(n: int, started: float, first: float, last: float, statuses: Counter[int], lat: list[float]) -> None:
+def report(
+    n: int, started: float, first: float, last: float, statuses: Counter[int], lat: list[float]
+) -> None:
     """Print the one JSON line the harness reads."""
     lat.sort()
     print(

@@ -68,7 +68,12 @@ def main() -> None:
     for project_id, instance_id in rows(args.csv):
         if len(window) >= args.window:
             settle()
-        window.append((time.monotonic(), client_for(project_id).stop_dev_server_async(StopDevServerRequest(id=instance_id))))
+        window.append(
+            (
+                time.monotonic(),
+                client_for(project_id).stop_dev_server_async(StopDevServerRequest(id=instance_id)),
+            )
+        )
         n += 1
     while window:
         settle()
