@@ -7,8 +7,10 @@ credentials, input header and report are all checked before the first request.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from itertools import chain
@@ -168,10 +170,24 @@ def run_stop_command(**kw: Any) -> int:
     observer = _observer(kw, input_path, log_writer)
     from bulkops.runner import run_stop
 
-    stats = anyio.run(lambda: run_stop(items, options, writer, resume=resume, observer=observer))
+    stats = anyio.run(
+        lambda: run_stop(items, options, writer, resume=resume, observer=observer),
+        backend_options=event_loop_options(),
+    )
     if report_path != "-":
         click.echo(f"report: {report_path}", err=True)
     return stats.exit_code()
+
+
+def event_loop_options() -> dict[str, Any]:
+    """uvloop when it is installed (`pip install 'bulkops[fast]'`), else asyncio's own loop.
+
+    Measured in benchmarks/: 5-30% more requests/s at high concurrency, where the client's CPU is the limit.
+    `BULKOPS_NO_UVLOOP=1` turns it off.
+    """
+    if os.environ.get("BULKOPS_NO_UVLOOP"):
+        return {}
+    return {"use_uvloop": True} if importlib.util.find_spec("uvloop") is not None else {}
 
 
 def _credentials() -> Credentials | None:

@@ -54,6 +54,7 @@ from bulkops.models import (
 )
 from bulkops.options import Options
 from bulkops.outcomes import Action, classify_show, classify_stop
+from bulkops.overflow import Overflow
 from bulkops.ratelimit import AdaptiveBucket, TokenBucket, paced_bucket, parse_throttle
 from bulkops.report import ResumeState, utc_now
 from bulkops.retry import Backoff, RetryBudget
@@ -66,6 +67,7 @@ log = structlog.get_logger("bulkops.engine")
 _READ_BATCH = 512
 _RESULT_BUFFER = 1024
 _MAX_TICK = 0.05
+_PROJECT_QUEUE = 256  # rows of one project held in memory; the rest wait in the overflow
 _MAX_POLL = 30.0
 
 
@@ -173,6 +175,8 @@ class _Engine:
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._low_water = options.lookahead - max(1, min(_READ_BATCH, options.lookahead // 4))
+        self._project_cap = max(1, min(_PROJECT_QUEUE, options.lookahead // 2))
+        self.overflow = Overflow(chunk_rows=max(1, self._project_cap))
         self.front: CancelScope | None = None
         self.active_workers = 0
         self.workers_done = anyio.Event()
@@ -274,16 +278,27 @@ class _Engine:
         if resume is not None and resume.done(item.project_id, item.id):
             self.stats.resumed_skips += 1
             return
-        job = _Job(item, item.project_id)
-        if item.project_id in self.open_circuits:
-            await self._skip_for_circuit(job)
+        project_id = item.project_id
+        if project_id in self.open_circuits:
+            await self._skip_for_circuit(_Job(item, project_id))
             return
-        while self.sched.pending() >= self.options.lookahead and not self.stopping:
-            self._space = anyio.Event()
-            await self._space.wait()
-        if self.stopping:
+        overflow = self.overflow
+        if (
+            overflow.pending_for(project_id)
+            or self.sched.pending_for(project_id) >= self._project_cap
+            or self.sched.pending() >= self.options.lookahead
+        ):
+            # Not room in memory for this project now: the row waits on disk, in order, and the reader
+            # goes on to find the other projects (sorted input still reaches N x R).
+            while overflow.full and not self.stopping:
+                self._space = anyio.Event()
+                await self._space.wait()
+            if self.stopping:
+                return
+            overflow.push(item)
+            self._notify()
             return
-        self.sched.push(job, self.clock.monotonic())
+        self.sched.push(_Job(item, project_id), self.clock.monotonic())
         self._notify()
 
     # -- dispatcher -------------------------------------------------------------------------------------
@@ -304,7 +319,7 @@ class _Engine:
                         idle.acquire_nowait()
                     except anyio.WouldBlock:
                         break
-                    popped = self.sched.pop(self.clock.monotonic())
+                    popped = self._pop()
                     if not isinstance(popped, _Job):
                         idle.release()
                         break
@@ -318,11 +333,44 @@ class _Engine:
         except anyio.WouldBlock:
             await jobs.send(job)
 
+    def _pop(self) -> _Job | float | None:
+        """The scheduler's next job (or wait), topping up projects from the overflow as they drain."""
+        popped = self.sched.pop(self.clock.monotonic())
+        overflow = self.overflow
+        if not len(overflow):
+            return popped
+        if isinstance(popped, _Job):
+            project_id = popped.project_id
+            if (
+                overflow.pending_for(project_id)
+                and self.sched.pending_for(project_id) <= self._project_cap // 2
+            ):
+                self._refill(project_id)
+            return popped
+        # Nothing sendable now: bring in projects that have rows on disk and none in memory. A project
+        # that is not in memory cannot use its tokens, so these may take the scheduler past `lookahead`,
+        # up to twice it (a soft bound that keeps memory O(lookahead) with many projects).
+        room = 2 * self.options.lookahead - self.sched.pending()
+        for project_id in overflow.projects():
+            if room <= 0:
+                break
+            if project_id not in self.open_circuits and not self.sched.pending_for(project_id):
+                room -= self._refill(project_id)
+        return self.sched.pop(self.clock.monotonic())
+
+    def _refill(self, project_id: str) -> int:
+        now = self.clock.monotonic()
+        targets = self.overflow.take(project_id)
+        for target in targets:
+            self.sched.push(_Job(target, project_id), now)
+        self._space.set()  # the overflow has room again, if the reader was waiting for it
+        return len(targets)
+
     async def _next_job(self) -> _Job | None:
         while not self.stopping:
-            popped = self.sched.pop(self.clock.monotonic())
+            popped = self._pop()
             if popped is None:
-                if self.reader_done and self.inflight == 0:
+                if self.reader_done and self.inflight == 0 and not len(self.overflow):
                     return None
                 await self._wait_notified()
             elif isinstance(popped, float):
@@ -375,7 +423,7 @@ class _Engine:
         """
         if self.stopping:
             return None
-        popped = self.sched.pop(self.clock.monotonic())
+        popped = self._pop()
         if not isinstance(popped, _Job):
             return None
         self.inflight += 1
@@ -500,6 +548,7 @@ class _Engine:
         self.open_circuits.add(project_id)
         self.stats.circuits_opened.append(project_id)
         drained = self.sched.drain_project(project_id)
+        drained.extend(_Job(t, project_id) for t in self.overflow.drain(project_id))
         log.warning("bulkops.circuit.open", project_id=project_id, denials=n, skipped_queued=len(drained))
         for job in drained:
             await self._skip_for_circuit(job)
@@ -586,6 +635,22 @@ async def _main(engine: _Engine, targets: Iterable[Target | Result] | AsyncItera
     jobs_send, jobs_recv = anyio.create_memory_object_stream[_Job](options.concurrency)
     idle = anyio.Semaphore(options.concurrency)
     log.info("bulkops.run.start", concurrency=options.concurrency, rate=options.rate.rate)
+    try:
+        await _run_stages(engine, targets, jobs_send, jobs_recv, idle)
+    finally:
+        engine.overflow.close()
+    engine.stats.finished = engine.clock.monotonic()
+    log.info("bulkops.run.finish", **engine.stats.as_dict())
+
+
+async def _run_stages(
+    engine: _Engine,
+    targets: Iterable[Target | Result] | AsyncIterable[Target | Result],
+    jobs_send: MemoryObjectSendStream[_Job],
+    jobs_recv: MemoryObjectReceiveStream[_Job],
+    idle: anyio.Semaphore,
+) -> None:
+    options = engine.options
     async with engine.out:
         async with anyio.create_task_group() as workers:
             engine.active_workers = options.concurrency
@@ -600,8 +665,6 @@ async def _main(engine: _Engine, targets: Iterable[Target | Result] | AsyncItera
                 workers.start_soon(_grace, engine, workers.cancel_scope)
         if engine.stopping:
             await engine.settle()
-    engine.stats.finished = engine.clock.monotonic()
-    log.info("bulkops.run.finish", **engine.stats.as_dict())
 
 
 async def _grace(engine: _Engine, workers: CancelScope) -> None:

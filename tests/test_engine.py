@@ -291,6 +291,32 @@ async def test_sorted_input_reaches_n_times_rate() -> None:
         assert min(gaps) >= 1 / rate - 1e-6
 
 
+async def test_sorted_input_longer_than_the_window_still_reaches_n_times_rate() -> None:
+    """Projects with more rows than the read-ahead window still run side by side (rows wait on disk)."""
+    clock = FakeClock()
+    rate = 50.0
+    rows = 400
+    items = [
+        t
+        for k, p in enumerate((P1, P2, P3, P4))
+        for t in targets(p, rows, start=k * 10_000, line0=k * rows + 1)
+    ]
+    client = ScriptedClient(clock)
+    options = opts(rate=RateLimit(rate, 1), concurrency=16, adaptive=False, lookahead=100)
+    results = await collect(items, options, client, clock)
+    assert sorted(r.line for r in results) == list(range(1, 4 * rows + 1))
+    assert {r.outcome for r in results} == {Outcome.ACCEPTED}
+    paced = rate * (1 - PACING_MARGIN)
+    span = client.calls[-1][0] - client.calls[0][0]
+    # One project at a time would need 4 x 8.1 s; side by side it is one project's 399 intervals.
+    assert span == pytest.approx((rows - 1) / paced, abs=0.1)
+    for p in (P1, P2, P3, P4):
+        lines = [c for c in client.calls if c[2] == p]
+        assert [c[3] for c in lines] == [
+            iid(k * 10_000 + i) for k, q in enumerate((P1, P2, P3, P4)) if q == p for i in range(rows)
+        ]  # first in, first out
+
+
 async def test_global_rate_caps_the_total() -> None:
     """--global-rate caps requests per second across all projects."""
     clock = FakeClock()
