@@ -6,9 +6,12 @@
                  │         fair)           then a token)   │   with a deadline (no worker held)
                  └────────────── results (bounded stream) ◄┘──► the caller (report writer, progress)
 
-Bounds. The reader stops reading while the scheduler holds `lookahead` jobs; the dispatcher only pops a
-job when a worker is idle, so at most `concurrency` requests are in flight; workers block on the results
-stream when the consumer lags. Memory is O(lookahead + concurrency + projects), never O(rows).
+Bounds. A project holds at most 256 rows in memory (and the scheduler about `lookahead` in all); the
+rest of its rows wait, in order, in the on-disk `Overflow`, so the reader keeps going and finds the other
+projects: input sorted by project still reaches N projects x R even when one project has more rows than
+the window. The reader stops only when the overflow is full. The dispatcher only pops a job when a
+worker is idle, so at most `concurrency` requests are in flight; workers block on the results stream when
+the consumer lags. Memory is O(lookahead + concurrency + projects), never O(rows); disk is O(rows spilled).
 
 Decisions, each in one place:
 * Classification is `outcomes.classify_stop/classify_show`; the retry decision is `_retry_or_fail` here;
