@@ -67,7 +67,13 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    asyncio.run(run(args.csv, args.url, args.concurrency))
+    # The same event loop bulkops runs on (uvloop when installed), so the ratio compares the engines.
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run(args.csv, args.url, args.concurrency))
+    else:
+        uvloop.run(run(args.csv, args.url, args.concurrency))
 
 
 if __name__ == "__main__":
