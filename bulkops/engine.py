@@ -288,7 +288,7 @@ class _Engine:
         overflow = self.overflow
         if (
             overflow.pending_for(project_id)
-            or self.sched.pending_for(project_id) >= self._project_cap
+            or self.sched.queued_for(project_id) >= self._project_cap
             or self.sched.pending() >= self.options.lookahead
         ):
             # Not room in memory for this project now: the row waits on disk, in order, and the reader
@@ -344,9 +344,11 @@ class _Engine:
             return popped
         if isinstance(popped, _Job):
             project_id = popped.project_id
+            # Top up by queued rows only: retries waiting out a backoff cannot be sent now, and counting
+            # them would starve a throttled project of the rows it could send.
             if (
                 overflow.pending_for(project_id)
-                and self.sched.pending_for(project_id) <= self._project_cap // 2
+                and self.sched.queued_for(project_id) <= self._project_cap // 2
             ):
                 self._refill(project_id)
             return popped
@@ -357,7 +359,7 @@ class _Engine:
         for project_id in overflow.projects():
             if room <= 0:
                 break
-            if project_id not in self.open_circuits and not self.sched.pending_for(project_id):
+            if project_id not in self.open_circuits and not self.sched.queued_for(project_id):
                 room -= self._refill(project_id)
         return self.sched.pop(self.clock.monotonic())
 

@@ -203,6 +203,11 @@ class Scheduler(Generic[T]):
         project = self._projects.get(project_id)
         return 0 if project is None else len(project.queue) + project.delayed
 
+    def queued_for(self, project_id: str) -> int:
+        """Items of one project that are queued now (not counting delayed retries and polls)."""
+        project = self._projects.get(project_id)
+        return 0 if project is None else len(project.queue)
+
     def __len__(self) -> int:
         return self.pending()
 

@@ -317,6 +317,20 @@ async def test_sorted_input_longer_than_the_window_still_reaches_n_times_rate() 
         ]  # first in, first out
 
 
+async def test_retries_waiting_out_a_backoff_do_not_starve_a_project() -> None:
+    """While some rows of a project wait out a 429 backoff, its other rows (from the overflow) keep going."""
+    clock = FakeClock()
+    items = targets(P1, 40)
+    client = ScriptedClient(clock, {iid(i): [E429, OK] for i in range(4)})
+    options = opts(rate=RateLimit(100.0), concurrency=4, adaptive=False, lookahead=8)
+    results = await collect(items, options, client, clock)
+    assert {r.outcome for r in results} == {Outcome.ACCEPTED} and len(results) == 40
+    # A throttled retry waits at least a second; the other 36 rows go out meanwhile.
+    first_retry = min(t for t, _, _, i in client.calls if client.counts[i] == 2 and t > 0.5)
+    before = {i for t, _, _, i in client.calls if t < first_retry}
+    assert len(before - {iid(i) for i in range(4)}) == 36
+
+
 async def test_global_rate_caps_the_total() -> None:
     """--global-rate caps requests per second across all projects."""
     clock = FakeClock()
