@@ -178,7 +178,7 @@ class _Engine:
         self._wake = anyio.Event()
         self._space = anyio.Event()
         self._low_water = options.lookahead - max(1, min(_READ_BATCH, options.lookahead // 4))
-        self._project_cap = max(1, min(_PROJECT_QUEUE, options.lookahead // 2))
+        self._project_cap = max(1, min(max(_PROJECT_QUEUE, 2 * options.concurrency), options.lookahead // 2))
         self.overflow = Overflow(chunk_rows=max(1, self._project_cap))
         self.front: CancelScope | None = None
         self.active_workers = 0
