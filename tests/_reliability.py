@@ -21,6 +21,17 @@ from typing import Any, TypeVar
 
 from bulkops.simulator import RequestRecord, Simulator, SimulatorConfig, run_simulator
 
+#: Every environment variable bulkops reads, emptied: CliRunner runs see neither credentials nor defaults.
+CLEAN_ENV = {
+    "HUAWEICLOUD_SDK_AK": "",
+    "HUAWEICLOUD_SDK_SK": "",
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN": "",
+    "BULKOPS_AUTH_TOKEN": "",
+    "HUAWEICLOUD_SDK_PROJECT_ID": "",
+    "HUAWEICLOUD_SDK_REGION": "",
+    "BULKOPS_ENDPOINT": "",
+}
+
 SUCCESS_CODES = frozenset({"ModelArts.6307", "ModelArts.6308"})
 REPO = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import structlog
-from _reliability import SimThread
+from _reliability import CLEAN_ENV, SimThread
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,15 +36,7 @@ from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig
 from bulkops.targets import read_targets
 from bulkops.validation import INSTANCE_ID_RE, PROJECT_ID_RE, is_valid_instance_id, is_valid_project_id
 
-NO_ENV = {
-    "HUAWEICLOUD_SDK_AK": "",
-    "HUAWEICLOUD_SDK_SK": "",
-    "HUAWEICLOUD_SDK_SECURITY_TOKEN": "",
-    "BULKOPS_AUTH_TOKEN": "",
-    "HUAWEICLOUD_SDK_PROJECT_ID": "",
-    "HUAWEICLOUD_SDK_REGION": "",
-    "BULKOPS_ENDPOINT": "",
-}
+NO_ENV = CLEAN_ENV
 CONFIG = SimulatorConfig(
     seed=4,
     auth_enabled=False,

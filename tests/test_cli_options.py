@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _reliability import CLEAN_ENV
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 
@@ -21,15 +22,7 @@ from bulkops.options import RateLimit
 from bulkops.regions import ENDPOINTS
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 
-NO_CREDENTIALS = {
-    "HUAWEICLOUD_SDK_AK": "",
-    "HUAWEICLOUD_SDK_SK": "",
-    "HUAWEICLOUD_SDK_SECURITY_TOKEN": "",
-    "BULKOPS_AUTH_TOKEN": "",
-    "HUAWEICLOUD_SDK_PROJECT_ID": "",
-    "HUAWEICLOUD_SDK_REGION": "",
-    "BULKOPS_ENDPOINT": "",
-}
+NO_CREDENTIALS = CLEAN_ENV
 P_A = "a" * 32
 P_B = "b" * 32
 
