@@ -164,8 +164,9 @@ class _Engine:
         self.resume = resume
         self.backoff = Backoff(options.retry, rng)
         self.budget = RetryBudget(options.retry.budget_ratio, options.retry.budget_floor)
+        # The global bucket is a fixed ceiling: 429s slow down the project that drew them, not all.
         glob = (
-            paced_bucket(options.global_rate, clock.monotonic(), adaptive=True)
+            paced_bucket(options.global_rate, clock.monotonic(), adaptive=False)
             if options.global_rate
             else None
         )

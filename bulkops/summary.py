@@ -39,7 +39,6 @@ class RunStats:
     resumed_unsuccessful: int = 0
     circuits_opened: list[str] = field(default_factory=list)
     interrupted: bool = False
-    dry_run: bool = False
 
     def count(self, result: Result) -> None:
         """Count one final record."""
@@ -68,15 +67,13 @@ class RunStats:
         return self.rows - self.succeeded
 
     def exit_code(self) -> int:
-        """0 when every row succeeded (or was valid, in a dry run), 1 otherwise, 130 when interrupted.
+        """0 when every row succeeded, 1 otherwise, 130 when interrupted.
 
         With --resume, rows the earlier report already judged invalid or skipped still count as not
         succeeded, so a resumed run's exit status speaks for the whole input, not just the rows it sent.
         """
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if self.dry_run:
-            return EXIT_OK if self.outcomes.get(Outcome.INVALID.value, 0) == 0 else EXIT_FAILED
         return EXIT_OK if self.unsuccessful == 0 and self.resumed_unsuccessful == 0 else EXIT_FAILED
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,16 +98,15 @@ class RunStats:
     def render(self, *, max_projects: int = 20) -> str:
         """A few lines for a human: outcomes, per-project counts, traffic, rate, duration."""
         d = self.as_dict()
-        title = "bulkops dry run" if self.dry_run else "bulkops stop"
+        title = "bulkops stop"
         state = " (interrupted: run again with --resume to continue)" if self.interrupted else ""
         lines = [f"{title}: {self.rows} rows in {d['duration_s']:.1f}s{state}"]
         outcomes = ", ".join(f"{k} {v}" for k, v in d["outcomes"].items()) or "none"
         lines.append(f"  outcomes: {outcomes}")
-        if not self.dry_run:
-            lines.append(
-                f"  requests: {self.requests} ({self.retries} retries, {self.throttled} throttled), "
-                f"{d['requests_per_s']}/s"
-            )
+        lines.append(
+            f"  requests: {self.requests} ({self.retries} retries, {self.throttled} throttled), "
+            f"{d['requests_per_s']}/s"
+        )
         if self.resumed_skips:
             lines.append(f"  resumed: {self.resumed_skips} rows already done in the report, not sent")
         if self.circuits_opened:
