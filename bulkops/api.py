@@ -176,10 +176,13 @@ class DevServerClient:
             connector = aiohttp.TCPConnector(
                 limit=self._concurrency, limit_per_host=self._concurrency, ttl_dns_cache=300
             )
+            # No session-wide headers (they are merged into every request's, a copy per request: the
+            # User-Agent goes in with the signed headers instead) and no cookie jar (the API is
+            # stateless; a cookie carried from one answer to the next request has no business there).
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                headers={"User-Agent": USER_AGENT},
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
             )
             # aiohttp silently re-sends an idempotent request (PUT included) once when a reused keep-alive
@@ -227,6 +230,7 @@ class DevServerClient:
             raise RuntimeError("DevServerClient used outside 'async with'")
         full_path = self._prefix + path
         headers = self._headers(method, full_path, project_id)
+        headers["User-Agent"] = USER_AGENT
         url = URL(self._base + path, encoded=True)
         try:
             async with session.request(method, url, headers=headers, allow_redirects=False) as resp:

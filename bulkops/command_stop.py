@@ -6,7 +6,9 @@ credentials, input header and report are all checked before the first request.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import importlib.util
 import io
 import json
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from bulkops.runner import Observer
 
 log = structlog.get_logger("bulkops.cli")
+
+_GC_YOUNG = 20_000  # allocations between young collections during a run (see tuned_gc)
 
 
 def resolve_endpoint(endpoint: str | None, region: str | None) -> str | None:
@@ -170,13 +174,36 @@ def run_stop_command(**kw: Any) -> int:
     observer = _observer(kw, input_path, log_writer)
     from bulkops.runner import run_stop
 
-    stats = anyio.run(
-        lambda: run_stop(items, options, writer, resume=resume, observer=observer),
-        backend_options=event_loop_options(),
-    )
+    with tuned_gc():
+        stats = anyio.run(
+            lambda: run_stop(items, options, writer, resume=resume, observer=observer),
+            backend_options=event_loop_options(),
+        )
     if report_path != "-":
         click.echo(f"report: {report_path}", err=True)
     return stats.exit_code()
+
+
+@contextlib.contextmanager
+def tuned_gc() -> Iterator[None]:
+    """Collect garbage less often during the run (young generation at 20,000 objects, not 700); restore.
+
+    aiohttp allocates a few dozen container objects per request, so at the default threshold a young
+    collection ran every few requests, on the event loop, while answers waited. Measured with
+    `python -m benchmarks latency` (100 ms, concurrency 256): 0.92 of Little's bound before, 0.96 after.
+    What is alive at start (modules, classes) is frozen first, so the full collections that still come
+    do not walk it. The cost is memory: up to that many young objects of cyclic garbage between
+    collections, a few MB. The previous settings come back afterwards, for callers in the same process.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(before[0], _GC_YOUNG), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def event_loop_options() -> dict[str, Any]:

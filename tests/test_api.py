@@ -118,3 +118,33 @@ async def test_connection_refused_is_a_reply() -> None:
     async with DevServerClient("http://127.0.0.1:9", None, timeout=2) as client:
         reply = await client.stop("p1", "00000000-0000-4000-8000-000000000001")
     assert reply.http_status is None and reply.error_code == CONNECTION_ERROR
+
+
+async def test_requests_name_bulkops_and_carry_no_cookie() -> None:
+    """Every request says `User-Agent: bulkops/...`; a cookie set by one answer never rides on the next."""
+    from aiohttp import web
+
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("User-Agent"), request.headers.get("Cookie")))
+        resp = web.json_response({"status": "STOPPING"})
+        resp.set_cookie("session", "sticky")
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with DevServerClient(f"http://localhost:{port}", Credentials(ak=AK, sk=SK)) as client:
+            iid = "00000000-0000-4000-8000-000000000001"
+            for _ in range(2):
+                assert (await client.stop("p1", iid)).status == "STOPPING"
+    finally:
+        await runner.cleanup()
+    assert [ua.split("/")[0] if ua else None for ua, _ in seen] == ["bulkops", "bulkops"]
+    assert [cookie for _, cookie in seen] == [None, None]

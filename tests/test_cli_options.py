@@ -211,3 +211,29 @@ def test_project_id_from_the_environment(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.stderr
     assert f"{P_A}: 1 rows" in result.stderr
+
+
+def test_run_collects_garbage_less_often_and_restores_the_collector(sim: Simulator, tmp_path: Path) -> None:
+    """A run raises the young-generation GC threshold while it runs and leaves the process' GC as it was."""
+    import gc
+
+    from bulkops import command_stop
+
+    seen: list[tuple[int, int]] = []
+    real = command_stop.event_loop_options
+
+    def spy() -> dict[str, object]:  # called inside the tuned block, just before the event loop starts
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        return real()
+
+    before = gc.get_threshold()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(command_stop, "event_loop_options", spy)
+        code, _, err = stop(
+            str(fleet_csv(sim, tmp_path / "in.csv")),
+            "--endpoint", sim.url, "--yes", "--report", str(tmp_path / "r.jsonl"),
+        )  # fmt: skip
+    assert code == 0, err
+    assert seen and seen[0][0] >= 20_000 and seen[0][1] > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
