@@ -62,7 +62,7 @@ def _clients(result: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """The Markdown table of a run (figures are medians over rounds)."""
+    """The Markdown table of a run (medians over rounds; ratios are medians of per-round ratios)."""
     head = (
         "| scenario | client | req/s | vs bound | vs aiohttp loop | vs SDK | 429 share | p50 ms | p99 ms "
         "| peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -88,10 +88,11 @@ def table(results: list[dict[str, Any]]) -> str:
                     if bound is not None and "rss_growth" not in result.get("ratios", {})
                     else "-"
                 )
-                if "aiohttp_loop" in medians:
-                    vs_loop = f"{rps / max(medians['aiohttp_loop'], 1e-9):.2f}x"
-                if "sdk" in medians:
-                    vs_sdk = f"{rps / max(medians['sdk'], 1e-9):.1f}x"
+                ratios = result.get("ratios", {})  # medians of per-round ratios (scenarios._paired_ratio)
+                if "aiohttp_loop" in ratios:
+                    vs_loop = f"{ratios['aiohttp_loop']:.2f}x"
+                if "sdk" in ratios:
+                    vs_sdk = f"{ratios['sdk']:.1f}x"
             share = statistics.median(r["throttle_share"] for r in runs)
             lines.append(
                 f"| {name} | {client} | {_fmt(rps)} | {vs_bound} | {vs_loop} | {vs_sdk} | {share:.2%} "
