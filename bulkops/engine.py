@@ -474,8 +474,16 @@ class _Engine:
         bucket = self.sched.bucket(job.project_id)
         if action is Action.THROTTLED:
             stats.throttled += 1
-            if isinstance(bucket, AdaptiveBucket):
-                bucket.on_throttle(now, parse_throttle(reply.error_msg), sent_at=sent)
+            if isinstance(bucket, AdaptiveBucket) and bucket.on_throttle(
+                now, parse_throttle(reply.error_msg), sent_at=sent
+            ):
+                log.debug(
+                    "bulkops.rate.lowered",
+                    project_id=t.project_id,
+                    rate=round(bucket.rate, 2),
+                    ceiling=round(bucket.ceiling, 2),
+                    measured=None if bucket.measured_rate is None else round(bucket.measured_rate, 2),
+                )
             log.debug("bulkops.stop.throttled", project_id=t.project_id, id=t.id, attempt=job.attempts)
             await self._retry_or_fail(job, reply, now, throttled=True)
             return

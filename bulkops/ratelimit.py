@@ -64,6 +64,8 @@ RECOVERY = 12.0
 HOLD = 0.5
 #: Share of a hinted limit the bucket aims at.
 HINT_SAFETY = 0.95
+#: Seconds per bucket of the measured send rate.
+_MEASURE_SPAN = 0.5
 #: Tolerance for float rounding: a bucket this close to a whole token has one.
 _EPSILON = 1e-9
 #: Share of a configured rate the engine keeps in hand, so that it never outruns a server bucket of the
@@ -216,8 +218,14 @@ class AdaptiveBucket(TokenBucket):
         """Consume one token and count it toward the measured send rate."""
         super().take(now)
         start = math.floor(now * 2) / 2
-        if start > self._bucket_start:
-            current = self._bucket_count / (start - self._bucket_start)
+        if self._bucket_count == 0:  # the first token: measuring starts here, not when the bucket was made
+            self._bucket_start = start
+        elif start > self._bucket_start:
+            # The rate of the last half second in which it sent. Half seconds with nothing sent (before
+            # the project's first row, or while it had no row to send) are not a slower sending rate:
+            # counted as one, they made w_max near zero, and one 429 then sank the project to its floor
+            # (seen in benchmarks/: four projects of eight at 1-2 rows/s for a minute).
+            current = self._bucket_count / _MEASURE_SPAN
             self._measured = current if self._measured is None else 0.8 * current + 0.2 * self._measured
             self._bucket_start = start
             self._bucket_count = 0

@@ -366,3 +366,29 @@ def test_paced_bucket_of_one_token_starts_full() -> None:
     assert bucket.wait_time(0.0) == 0.0
     bucket.take(0.0)
     assert bucket.wait_time(0.0) == pytest.approx(1 / (10.0 * (1 - PACING_MARGIN)))
+
+
+def test_first_throttle_after_a_late_first_send_does_not_sink_the_rate() -> None:
+    """A project whose first row goes out a while after its bucket was made backs off from what it sent."""
+    bucket = AdaptiveBucket(RateLimit(75.0), now=0.0)
+    now = 0.7  # the first send, in a later half second than the bucket's creation
+    for _ in range(10):
+        bucket.take(now)
+        now += 0.02
+    bucket.on_throttle(now)  # the first answers come back throttled
+    assert bucket.rate >= 0.7 * 40
+
+
+def test_idle_half_seconds_do_not_count_as_a_slow_sending_rate() -> None:
+    """A project that paused (nothing to send) and then draws a 429 backs off from its sending rate."""
+    bucket = AdaptiveBucket(RateLimit(100.0), now=0.0)
+    now = 0.0
+    while now < 2.0:  # 20 per second
+        bucket.take(now)
+        now += 0.05
+    now = 10.0  # idle for 8 seconds, then it sends again
+    for _ in range(10):
+        bucket.take(now)
+        now += 0.05
+    bucket.on_throttle(now)
+    assert bucket.rate >= 0.7 * 15
