@@ -434,8 +434,7 @@ def test_bad_input_is_reported_or_refused_never_sent(
         assert case.error is not None
         errors = [line for line in err.splitlines() if case.error in line]
         assert len(errors) == 1, err
-        if not case.error.startswith("Invalid value"):
-            assert errors[0].startswith("bulkops: error: ")
+        assert errors[0].startswith("bulkops: error: ")
         assert len(errors[0]) < 400
         if case.setup in (None, "rates-garbage") or (case.setup or "").startswith("endpoint="):
             assert not report.exists()  # nothing sent, nothing written
@@ -534,3 +533,22 @@ def test_any_bytes_become_only_valid_stop_paths(
             assert STOP_PATH.fullmatch(path) is not None
         else:
             assert isinstance(rec, Result) and rec.outcome.value in ("invalid", "skipped")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["stop", "--no-such-flag", "x.csv"],
+        ["stop"],
+        ["stop", "x.csv", "--concurrency", "many"],
+        ["no-such-command"],
+        ["report", "summarize"],
+    ],
+)
+def test_a_flag_click_cannot_parse_is_one_error_line(args: list[str]) -> None:
+    """A misspelt flag, a missing argument or a bad flag value is one `bulkops: error:` line and exit 2."""
+    result = CliRunner().invoke(main, args, env=NO_ENV)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("bulkops: error: ") and "--help" in lines[0]
