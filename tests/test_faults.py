@@ -120,10 +120,15 @@ async def test_fault_matrix_every_row_one_record_and_running_ones_stop(tmp_path:
     share = len(stopped) / len(running)
     print(f"fault matrix: {len(stopped)}/{len(running)} RUNNING stopped ({share:.4f}); {stats.as_dict()}")
     assert share >= 0.995, Counter((r["outcome"], r["error_code"]) for r in running if r not in stopped)
-    # Already-stopped instances are never reported as failures.
-    for r in records:
-        if status_of[(r["project_id"], r["id"])] == "STOPPED":
-            assert r["outcome"] == "already_stopped", r
+    # Already-stopped instances are reported already_stopped. The one exception is a row whose every
+    # attempt met an injected fault (about 1 in 10,000 at these shares, so now and then one in a run): it
+    # is failed after --max-attempts with the transient error, which is what the tool must do.
+    stopped_before = [r for r in records if status_of[(r["project_id"], r["id"])] == "STOPPED"]
+    gave_up = [r for r in stopped_before if r["outcome"] != "already_stopped"]
+    for r in gave_up:
+        assert r["outcome"] == "failed" and r["attempts"] == RETRY.max_attempts, r
+        assert r["http_status"] in (None, 429, 500, 502, 503, 504), r
+    assert len(gave_up) <= 0.005 * len(stopped_before), gave_up
     # Every record's attempt count respects --max-attempts, and the budget was never the limit.
     assert max(r["attempts"] for r in records) <= RETRY.max_attempts
     assert not any(r["error_code"] == "bulkops.retry_budget_exhausted" for r in records)
