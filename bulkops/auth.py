@@ -305,15 +305,6 @@ def auth_headers(
     `signer` is the one built for `credentials` (None for token credentials); it is passed in so that a
     client makes it once. `X-Project-Id` and `X-Security-Token` are included (and signed) when set.
     """
-    plain = not credentials.auth_token and not credentials.security_token
-    if project_id and plain and signer is not None and not body and not query:  # bulkops' own request
-        date = sdk_date(now)
-        return {
-            "Host": host,
-            "X-Project-Id": project_id,
-            "X-Sdk-Date": date,
-            "Authorization": signer.simple_authorization(method, path, host, date, project_id),
-        }
     headers: dict[str, str] = {"Host": host}
     if project_id:
         headers["X-Project-Id"] = project_id

@@ -43,13 +43,10 @@ class _LazyGroup(click.Group):
         extra.pop("standalone_mode", None)
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "bulkops"
-            fail(f"{exc.format_message().rstrip('.')}; see '{where} --help'")
         except click.ClickException as exc:
+            if isinstance(exc, click.UsageError) and not isinstance(exc, click.exceptions.NoArgsIsHelpError):
+                where = exc.ctx.command_path if exc.ctx is not None else "bulkops"
+                fail(f"{exc.format_message().rstrip('.')}; see '{where} --help'")
             exc.show()
             sys.exit(exc.exit_code)
         except click.Abort:

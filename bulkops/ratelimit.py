@@ -200,7 +200,7 @@ class AdaptiveBucket(TokenBucket):
         self._hold_until = -math.inf
         # Measured send rate, smoothed over half-second buckets as botocore does.
         self._measured: float | None = None
-        self._bucket_start = math.floor(now * 2) / 2
+        self._bucket_start = 0.0  # set by the first take
         self._bucket_count = 0
         self.decreases = 0
         """How many 429s counted as a decrease (for logs and tests)."""
@@ -218,7 +218,7 @@ class AdaptiveBucket(TokenBucket):
     def take(self, now: float) -> None:
         """Consume one token and count it toward the measured send rate."""
         super().take(now)
-        start = math.floor(now * 2) / 2
+        start = math.floor(now / _MEASURE_SPAN) * _MEASURE_SPAN
         if self._bucket_count == 0:  # the first token: measuring starts here, not when the bucket was made
             self._bucket_start = start
         elif start > self._bucket_start:
