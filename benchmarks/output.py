@@ -77,17 +77,12 @@ def table(results: list[dict[str, Any]]) -> str:
         if not clients:
             lines.append(_special_row(result))
             continue
-        medians = {c: statistics.median(r["rps"] for r in runs) for c, runs in clients}
         for client, runs in clients:
-            rps = medians[client]
+            rps = statistics.median(r["rps"] for r in runs)
             vs_bound = vs_loop = vs_sdk = "-"
             if client.startswith("bulkops"):
                 bound = result.get("ratio_to_bound")
-                vs_bound = (
-                    _fmt(bound, 3)
-                    if bound is not None and "rss_growth" not in result.get("ratios", {})
-                    else "-"
-                )
+                vs_bound = _fmt(bound, 3) if bound is not None else "-"
                 ratios = result.get("ratios", {})  # medians of per-round ratios (scenarios._paired_ratio)
                 if "aiohttp_loop" in ratios:
                     vs_loop = f"{ratios['aiohttp_loop']:.2f}x"

@@ -199,6 +199,12 @@ def _per_second(limit: str) -> tuple[int, float]:
     return int(n), 1.0 if unit.startswith("s") else 60.0
 
 
+def _ideal_per_second(limits: list[str]) -> Callable[[list[int]], float]:
+    """The ideal span for per-second limits: the slowest project's (rows - burst) / limit."""
+    per = [_per_second(lim)[0] for lim in limits]
+    return lambda rows: max((r - n) / n for r, n in zip(rows, per, strict=True))
+
+
 def scenario_rate(work: Path, size: Size) -> list[dict[str, Any]]:
     """Target 1: 8 projects at 25/s, sorted input, 50 ms latency, --rate 25: ideal span, zero 429s."""
     n = size.rate_rows_per_project
@@ -209,7 +215,7 @@ def scenario_rate(work: Path, size: Size) -> list[dict[str, Any]]:
         limits=["25/s"] * 8,
         rows=[n] * 8,
         rate=25.0,
-        ideal=lambda rows: max((r - 25) / 25 for r in rows),
+        ideal=_ideal_per_second(["25/s"] * 8),
         description="8 projects x 25/s, rows sorted by project, 50 ms, --rate 25 (= the server's limit)",
     )
     run = result["runs"][0]
@@ -230,7 +236,7 @@ def scenario_adaptive(work: Path, size: Size) -> list[dict[str, Any]]:
         limits=["25/s"] * 8,
         rows=[n] * 8,
         rate=75.0,
-        ideal=lambda rows: max((r - 25) / 25 for r in rows),
+        ideal=_ideal_per_second(["25/s"] * 8),
         description="8 projects x 25/s, 50 ms, --rate 75 (3x the server's limit)",
     )
     run = three["runs"][0]
@@ -248,9 +254,7 @@ def scenario_adaptive(work: Path, size: Size) -> list[dict[str, Any]]:
         limits=limits,
         rows=rows,
         rate=150.0,
-        ideal=lambda rows: max(
-            (r - _per_second(lim)[0]) / _per_second(lim)[0] for r, lim in zip(rows, limits, strict=True)
-        ),
+        ideal=_ideal_per_second(limits),
         description="4 projects at 5, 10, 25, 50/s (not told), rows = 30 s of each, 50 ms, --rate 150",
     )
     run = unequal["runs"][0]
@@ -498,6 +502,7 @@ def scenario_memory(work: Path, size: Size) -> list[dict[str, Any]]:
             runs.append(run)
             csv.unlink(missing_ok=True)
     small, big = runs[0]["peak_rss_mb"], runs[-1]["peak_rss_mb"]
+    growth = big / small if small else 0.0
     return [
         {
             "scenario": "memory",
@@ -505,10 +510,10 @@ def scenario_memory(work: Path, size: Size) -> list[dict[str, Any]]:
             "params": {"rows": list(size.memory_rows)},
             "bound": {"kind": "peak RSS MB", "value": 120.0},
             "runs": runs,
-            "ratios": {"rss_growth": big / small if small else 0.0},
+            "ratios": {"rss_growth": growth},
             "targets": [
                 target(f"peak RSS at {size.memory_rows[-1]:,} rows", big, "<=", 120.0, "MB"),
-                target("peak RSS growth (largest / smallest)", big / small if small else 0.0, "<=", 1.3, "x"),
+                target("peak RSS growth (largest / smallest)", growth, "<=", 1.3, "x"),
             ],
         }
     ]
