@@ -237,10 +237,7 @@ class Signer:
         lower-cased names host < x-project-id < x-sdk-date < x-security-token are already in order.
         """
         date = date.strip()
-        if _PLAIN_PATH(path) is not None:  # canonical_uri's fast path, inlined
-            uri = path if path.endswith("/") else path + "/"
-        else:
-            uri = canonical_uri(path)
+        uri = canonical_uri(path)
         if project_id and not security_token:  # the request bulkops sends: cached parts, one f-string
             key = (method, host, project_id)
             parts = self._heads.get(key)
@@ -264,11 +261,9 @@ class Signer:
             if security_token:
                 head += f"x-security-token:{security_token.strip()}\n"
             canonical = f"{head}\n{signed}\n{EMPTY_HASH}"
-        inner = self._inner.copy()
-        inner.update(f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}".encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        sig = outer.hexdigest()
+        sig = self._hmac_hex(
+            f"{ALGORITHM}\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}".encode()
+        )
         return f"{self._prefix}{signed}, Signature={sig}"
 
 

@@ -180,7 +180,7 @@ class _Engine:
         self._space = anyio.Event()
         self._low_water = options.lookahead - max(1, min(_READ_BATCH, options.lookahead // 4))
         self._project_cap = max(1, min(max(_PROJECT_QUEUE, 2 * options.concurrency), options.lookahead // 2))
-        self.overflow = Overflow(chunk_rows=max(1, self._project_cap))
+        self.overflow = Overflow(chunk_rows=self._project_cap)
         self.front: CancelScope | None = None
         self.active_workers = 0
         self.workers_done = anyio.Event()
@@ -315,23 +315,22 @@ class _Engine:
                 if job is None:
                     idle.release()
                     return
+                self._claim(job)
                 await self._hand_over(jobs, job)
                 # Hand every ready job to an idle worker now, without a trip through the event loop
                 # per job: one loop iteration then starts many requests, not one.
-                while not self.stopping:
+                while True:
                     try:
                         idle.acquire_nowait()
                     except anyio.WouldBlock:
                         break
-                    popped = self._pop()
-                    if not isinstance(popped, _Job):
+                    ready = self._take_ready()
+                    if ready is None:
                         idle.release()
                         break
-                    await self._hand_over(jobs, popped)
+                    await self._hand_over(jobs, ready)
 
     async def _hand_over(self, jobs: MemoryObjectSendStream[_Job], job: _Job) -> None:
-        self.inflight += 1
-        self._made_space()
         try:
             jobs.send_nowait(job)  # room is certain: at most `concurrency` jobs hold an idle permit
         except anyio.WouldBlock:
@@ -434,9 +433,13 @@ class _Engine:
         popped = self._pop()
         if not isinstance(popped, _Job):
             return None
+        self._claim(popped)
+        return popped
+
+    def _claim(self, job: _Job) -> None:
+        """`job` left the scheduler for a worker: count it in flight."""
         self.inflight += 1
         self._made_space()
-        return popped
 
     def _made_space(self) -> None:
         """A job left the scheduler: wake the reader once the scheduler is down to its low-water mark.

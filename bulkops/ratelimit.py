@@ -18,7 +18,7 @@ The adaptive algorithm (after botocore's adaptive retry mode, which follows CUBI
 * On a success (`on_success`), the rate follows the cubic curve of the time `t` since that decrease,
   scaled to `w_max` so that it behaves the same at 5/s and 500/s:
   `W(t) = w_max * (1 + (1 - BETA) * ((t - K) / K) ** 3)`. It starts at `BETA * w_max`, climbs fast and
-  then flattens out as it nears `w_max` at `t = K` (K = RECOVERY = 8 s), lingers there, and only then
+  then flattens out as it nears `w_max` at `t = K` (K = RECOVERY = 12 s), lingers there, and only then
   probes beyond, ever faster, towards the ceiling. Time spent near the last known limit is what keeps
   the send rate high; the long flat stretch is what keeps 429s rare.
 * Debounce: 429s of requests that were in flight together are one signal. A throttle is ignored when the

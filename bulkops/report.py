@@ -174,15 +174,16 @@ class ReportWriter:
 
     def write_many(self, results: Iterable[Result]) -> None:
         """Append a batch of records with one write and one flush."""
-        text = "".join([record_line(r) + "\n" for r in results])
-        if not text:
+        lines = [record_line(r) + "\n" for r in results]
+        if not lines:
             return
+        text = "".join(lines)
         try:
             self._stream.write(text)
             self._stream.flush()
         except OSError as exc:
             raise ReportError(f"cannot write the report: {exc.strerror or exc}") from exc
-        self.written += text.count("\n")
+        self.written += len(lines)
         now = time.monotonic()
         if self._fd is not None and now - self._last_sync >= self._fsync_interval:
             self._sync()

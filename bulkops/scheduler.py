@@ -4,7 +4,7 @@ blocking (DESIGN.md, hard part 1).
 Pure and synchronous: every call takes `now` (the engine's `Clock.monotonic()`), so tests step time by hand.
 
     push(item, now)        append to its project's queue
-    push_front(item, now)  put first in its project's queue (a retry that may go at once)
+    push_front(item, now)  put first in its project's queue (the engine's retries use push_later)
     push_later(item, at)   hold until `at` (a retry's backoff), then put it first in its project's queue
     pop(now)               the next item to send, with its project's token and the global token taken;
                            or the seconds to wait before anything could go; or None when nothing is left
