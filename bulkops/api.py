@@ -14,6 +14,9 @@ Decisions:
   the header anyway, but as an exception in the middle of the run.
 * TLS is verified by default; plain `http://` is allowed for loopback endpoints (the simulator) and, with
   `insecure=True`, elsewhere (`check_endpoint`).
+* The attempt's timeout covers everything from connecting to the last byte of the answer. It is kept by
+  `deadlines.Deadlines` (one sweeping timer for all requests in flight, not aiohttp's timer per request);
+  a request that outlives it becomes `bulkops.timeout`.
 * The connector is sized to the run's concurrency, so the pool never queues requests behind its own limit.
 * aiohttp's hidden re-send of idempotent requests on a dropped keep-alive connection is turned off: every
   attempt is counted, classified and backed off by the engine.
@@ -21,6 +24,7 @@ Decisions:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from types import TracebackType
@@ -38,12 +42,14 @@ from bulkops.auth import (
     auth_headers,
     signer_for,
 )
+from bulkops.deadlines import Deadlines
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
 USER_AGENT = "bulkops/0.1"
 _MAX_BODY = 1 << 20
+_TIMED_OUT = Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
 
 
 def request_path(project_id: str, instance_id: str, action: str = "") -> str:
@@ -166,7 +172,9 @@ class DevServerClient:
         self._host = host if url.explicit_port is None else f"{host}:{url.explicit_port}"
         self._credentials = credentials
         self._signer = signer_for(credentials)
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # The attempt's timeout is kept by `Deadlines` (one sweeping timer for all requests in flight);
+        # aiohttp's own would arm a timer per request.
+        self._deadlines = Deadlines(timeout)
         self._concurrency = concurrency
         self._session = session
         self._owns_session = session is None
@@ -181,7 +189,7 @@ class DevServerClient:
             # stateless; a cookie carried from one answer to the next request has no business there).
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
             )
@@ -200,6 +208,7 @@ class DevServerClient:
 
     async def aclose(self) -> None:
         """Close the session if this client made it."""
+        self._deadlines.close()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -232,19 +241,27 @@ class DevServerClient:
         headers = self._headers(method, full_path, project_id)
         headers["User-Agent"] = USER_AGENT
         url = URL(self._base + path, encoded=True)
+        deadlines = self._deadlines
+        attempt = deadlines.arm()
         try:
             async with session.request(method, url, headers=headers, allow_redirects=False) as resp:
                 body = await resp.content.read(_MAX_BODY)
                 return _parse(
                     resp.status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
                 )
-        except TimeoutError:
-            return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
+        except asyncio.CancelledError:
+            if deadlines.release(attempt):  # the deadline's cancellation, and nobody else's
+                return _TIMED_OUT
+            raise
+        except TimeoutError:  # a session of the caller's own, with aiohttp's timeouts
+            return _TIMED_OUT
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             return Reply(None, error_code=TLS_ERROR, error_msg=f"TLS failed: {type(exc).__name__}")
         except aiohttp.ClientError as exc:
             return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
+        finally:
+            deadlines.release(attempt)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

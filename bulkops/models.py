@@ -1,7 +1,13 @@
 """The values that flow through bulkops: what to stop, what the API said, and the final record.
 
-Everything here is a small frozen value with no behaviour beyond derived properties, so that every layer
+Everything here is a small value with no behaviour beyond derived properties, so that every layer
 (targets, api, outcomes, engine, report, simulator) can share it without importing anything above it.
+
+Target, Reply and Result are made once per row or per attempt, on the hot path, and never changed after:
+they are slotted dataclasses, immutable by convention, hashed and compared by value like frozen ones, but
+not `frozen=True`. A frozen dataclass sets each field through `object.__setattr__`: a Result cost 2.2 us
+to make, against 0.2 us now (a run makes one per row, a Reply per attempt, and a Target once or twice per
+row). Code that needs a changed copy uses `dataclasses.replace`, as it would with a frozen one.
 
     Target  one valid row to send: (line, project_id, id)
     Reply   what one HTTP attempt produced: a parsed answer, or a transport failure
@@ -35,7 +41,7 @@ class Outcome(enum.StrEnum):
 _SUCCESS = frozenset({Outcome.ACCEPTED, Outcome.ALREADY_STOPPED, Outcome.STOPPED})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Target:
     """One valid, de-duplicated input row: the instance `id` in project `project_id`, from line `line`."""
 
@@ -44,7 +50,7 @@ class Target:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Reply:
     """What one HTTP attempt produced.
 
@@ -61,7 +67,7 @@ class Reply:
     retry_after: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Result:
     """The final record of one input row; field for field the report's JSON object."""
 

@@ -75,6 +75,9 @@ _PENDING = Verdict(Action.PENDING)
 _DENIED = Verdict(Action.DENIED, Outcome.FAILED)
 _FAILED = Verdict(Action.DONE, Outcome.FAILED)
 _NOT_FOUND = Verdict(Action.DONE, Outcome.NOT_FOUND)
+_ACCEPTED = Verdict(Action.DONE, Outcome.ACCEPTED)
+_ALREADY_STOPPED = Verdict(Action.DONE, Outcome.ALREADY_STOPPED)
+_STOPPED = Verdict(Action.DONE, Outcome.STOPPED)
 
 
 def _classify_error(reply: Reply) -> Verdict | None:
@@ -104,9 +107,9 @@ def _classify_error(reply: Reply) -> Verdict | None:
 def classify_stop(reply: Reply) -> Verdict:
     """The verdict on one stop attempt (see the module docstring's table)."""
     if reply.error_code in ALREADY_STOPPED_CODES:
-        return Verdict(Action.DONE, Outcome.ALREADY_STOPPED)
+        return _ALREADY_STOPPED
     verdict = _classify_error(reply)
-    return Verdict(Action.DONE, Outcome.ACCEPTED) if verdict is None else verdict
+    return _ACCEPTED if verdict is None else verdict
 
 
 def classify_show(reply: Reply) -> Verdict:
@@ -116,7 +119,7 @@ def classify_show(reply: Reply) -> Verdict:
         return verdict
     status = (reply.status or "").upper()
     if status == "STOPPED":
-        return Verdict(Action.DONE, Outcome.STOPPED)
+        return _STOPPED
     if status == "DELETED":
         return _NOT_FOUND
     if status == "ERROR" or status.endswith("_FAILED"):

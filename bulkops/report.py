@@ -123,7 +123,7 @@ def record_line(result: Result) -> str:
     try:
         return (
             f'{{"line":{_i(r.line)},"project_id":{_s(r.project_id)},"id":{_s(r.id)},'
-            f'"outcome":{_s(r.outcome.value)},"status":{_s(r.status)},"http_status":{_i(r.http_status)},'
+            f'"outcome":{_s(r.outcome)},"status":{_s(r.status)},"http_status":{_i(r.http_status)},'
             f'"error_code":{_s(r.error_code)},"error_msg":{_s(r.error_msg)},'
             f'"request_id":{_s(r.request_id)},"attempts":{_i(r.attempts)},"elapsed_ms":{_i(r.elapsed_ms)},'
             f'"finished_at":{_s(r.finished_at or utc_now())}}}'

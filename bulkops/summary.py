@@ -43,12 +43,13 @@ class RunStats:
     def count(self, result: Result) -> None:
         """Count one final record."""
         self.rows += 1
-        self.outcomes[result.outcome.value] += 1
+        outcome = result.outcome.value
+        self.outcomes[outcome] += 1
         project = result.project_id or "-"
         per = self.per_project.get(project)
         if per is None:
             per = self.per_project[project] = Counter()
-        per[result.outcome.value] += 1
+        per[outcome] += 1
 
     @property
     def duration(self) -> float:

@@ -1,0 +1,130 @@
+"""Attempt deadlines: which attempts a sweep cancels, and when a cancellation is a timeout or goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+
+from bulkops.api import DevServerClient
+from bulkops.auth import Credentials
+from bulkops.deadlines import Deadlines
+from bulkops.models import TIMEOUT
+
+
+class FakeTask:
+    """Counts cancel/uncancel like asyncio.Task does."""
+
+    def __init__(self, cancelling: int = 0) -> None:
+        self.requests = cancelling
+
+    def cancel(self, msg: object = None) -> bool:
+        self.requests += 1
+        return True
+
+    def uncancel(self) -> int:
+        self.requests -= 1
+        return self.requests
+
+    def cancelling(self) -> int:
+        return self.requests
+
+
+def test_sweep_cancels_only_attempts_past_their_deadline() -> None:
+    """An attempt is cancelled once its timeout has passed, never before, and only once."""
+    deadlines = Deadlines(10.0)
+    early, late = FakeTask(), FakeTask()
+    a = deadlines.arm(early, now=100.0)
+    b = deadlines.arm(late, now=105.0)
+    assert deadlines.sweep(109.99) == 0 and early.requests == 0
+    assert deadlines.sweep(110.0) == 1 and early.requests == 1 and late.requests == 0
+    assert deadlines.sweep(112.0) == 0 and early.requests == 1  # not cancelled twice
+    assert deadlines.release(a) is True and early.requests == 0  # a timeout: uncancelled, reported
+    assert deadlines.release(b) is False and late.requests == 0  # finished in time: nothing to undo
+    assert len(deadlines) == 0
+
+
+def test_released_attempt_is_never_cancelled() -> None:
+    """An attempt that finished before its deadline is forgotten: a later sweep leaves its task alone."""
+    deadlines = Deadlines(1.0)
+    task = FakeTask()
+    deadlines.release(deadlines.arm(task, now=0.0))
+    assert deadlines.sweep(5.0) == 0 and task.requests == 0
+
+
+def test_other_cancellation_is_not_a_timeout() -> None:
+    """When something else cancelled the task too, the deadline undoes only its own cancel and says so."""
+    deadlines = Deadlines(1.0)
+    task = FakeTask()
+    attempt = deadlines.arm(task, now=0.0)
+    deadlines.sweep(2.0)
+    task.cancel()  # e.g. a cancel scope, at the same time
+    assert deadlines.release(attempt) is False and task.requests == 1
+    assert deadlines.release(attempt) is False and task.requests == 1  # release is idempotent
+
+
+def test_period_scales_with_the_timeout() -> None:
+    """A deadline fires within a twentieth of the timeout, between 5 ms and 250 ms late."""
+    assert Deadlines(30.0).period == 0.25
+    assert Deadlines(1.0).period == pytest.approx(0.05)
+    assert Deadlines(0.01).period == 0.005
+    with pytest.raises(ValueError):
+        Deadlines(0)
+
+
+@asynccontextmanager
+async def _hanging_server() -> AsyncIterator[str]:
+    """A loopback server that reads each request and never answers, until the block ends."""
+    done = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await done.wait()
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        done.set()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)  # let the handlers close their sockets
+
+
+IID = "00000000-0000-4000-8000-000000000001"
+
+
+@pytest.mark.anyio
+async def test_timeout_leaves_the_task_usable() -> None:
+    """A timed-out attempt is a bulkops.timeout reply, and the worker's task is not left cancelling."""
+    async with (
+        _hanging_server() as url,
+        DevServerClient(url, Credentials(ak="AK", sk="SK"), timeout=0.1) as client,
+    ):
+        started = anyio.current_time()
+        reply = await client.stop("p1", IID)
+        took = anyio.current_time() - started
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        await anyio.sleep(0.01)  # a cancellation left pending would surface here
+    assert reply.http_status is None and reply.error_code == TIMEOUT
+    assert 0.1 <= took < 1.0
+
+
+@pytest.mark.anyio
+async def test_outer_cancellation_still_cancels() -> None:
+    """A cancel scope that fires while an attempt is timing out cancels the caller; it is not a reply."""
+    replies = []
+    async with (
+        _hanging_server() as url,
+        DevServerClient(url, Credentials(ak="AK", sk="SK"), timeout=0.05) as client,
+    ):
+        with anyio.move_on_after(0.05) as scope:
+            replies.append(await client.stop("p1", IID))
+            await anyio.sleep(5)  # reached only if the scope's cancel were lost
+    assert scope.cancelled_caught
+    assert all(r.error_code == TIMEOUT for r in replies)
