@@ -366,8 +366,7 @@ class _Engine:
     def _refill(self, project_id: str) -> int:
         now = self.clock.monotonic()
         targets = self.overflow.take(project_id)
-        for target in targets:
-            self.sched.push(_Job(target, project_id), now)
+        self.sched.push_many(project_id, [_Job(target, project_id) for target in targets], now)
         self._space.set()  # the overflow has room again, if the reader was waiting for it
         return len(targets)
 

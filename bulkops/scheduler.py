@@ -107,11 +107,17 @@ class Scheduler(Generic[T]):
 
     def push(self, item: T, now: float) -> None:
         """Append `item` to its project's queue."""
+        self.push_many(item.project_id, [item], now)
+
+    def push_many(self, project_id: str, items: list[T], now: float) -> None:
+        """Append `items`, all of project `project_id`, in order (what `push` does for each, at once)."""
+        if not items:
+            return
         self._tick(now)
-        project = self._project(item.project_id, now)
-        project.queue.append(item)
-        self._queued += 1
-        self._schedule(item.project_id, project, now)
+        project = self._project(project_id, now)
+        project.queue.extend(items)
+        self._queued += len(items)
+        self._schedule(project_id, project, now)
 
     def push_front(self, item: T, now: float) -> None:
         """Put `item` first in its project's queue (retries go before fresh work)."""

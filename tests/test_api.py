@@ -148,3 +148,34 @@ async def test_requests_name_bulkops_and_carry_no_cookie() -> None:
         await runner.cleanup()
     assert [ua.split("/")[0] if ua else None for ua, _ in seen] == ["bulkops", "bulkops"]
     assert [cookie for _, cookie in seen] == [None, None]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"STOPPING"}',
+        b'  {"status": "STOPPING"}\r\n',
+        b'\xef\xbb\xbf{"status":"STOPPING"}',
+        b'{"status":"STOPPING"} trailing',
+        b'{"status":"STOPPING"}{"x":1}',
+        b'{"error_msg":"caf\xc3\xa9"}',
+        b'{"status":"\xff"}',
+        b"[1, 2]",
+        b"not json",
+        b"",
+        b'{"a": NaN}',
+    ],
+)
+def test_answer_json_reads_as_json_loads(body: bytes) -> None:
+    """An answer body is read exactly as `json.loads` reads it: the same value, or refused as not JSON."""
+    import json
+
+    from bulkops.api import _load_json
+
+    try:
+        expected = json.loads(body)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _load_json(body)
+    else:
+        assert _load_json(body) == expected

@@ -227,3 +227,16 @@ def test_thousands_of_projects_cost_constant_work_per_dispatch() -> None:
     assert {t.project_id for _, t in sent[:5000]} == set(projects)  # everyone once before anyone twice
     assert (_CountingBucket.calls - pushes) / len(sent) <= 3
     assert scheduler.projects() == 5000
+
+
+def test_push_many_is_push_in_order() -> None:
+    """Rows brought back from the overflow in one go go out exactly as if pushed one by one."""
+    one, many = _scheduler(10.0, burst=3), _scheduler(10.0, burst=3)
+    rows = _targets(["p", "q"], 20)
+    for target in rows:
+        one.push(target, 0.0)
+    many.push_many("p", [t for t in rows if t.project_id == "p"], 0.0)
+    many.push_many("q", [t for t in rows if t.project_id == "q"], 0.0)
+    many.push_many("q", [], 0.0)
+    assert _run(one, 1.0) == _run(many, 1.0)
+    assert one.pending() == many.pending() > 0
