@@ -76,6 +76,32 @@ def test_benchmark_smoke_completes_and_writes_its_json(tmp_path: Path) -> None:
     assert (tmp_path / "smoke.md").exists()
 
 
+def test_engine_cost_runs_both_sides() -> None:
+    """`python -m benchmarks.engine_cost` runs the real engine and the minimal loop and prints both costs."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.engine_cost",
+            "--rows",
+            "300",
+            "--rounds",
+            "1",
+            "--latency",
+            "0.001",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["engine", "loop"]
+    assert all(float(line.split()[1]) > 0 for line in lines)
+
+
 # -- the hot-path rewrites are exact ----------------------------------------------------------------------
 
 _maybe_text = st.none() | st.text(max_size=30)
