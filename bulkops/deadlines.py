@@ -67,8 +67,10 @@ class Deadlines:
             if task is None:
                 raise RuntimeError("Deadlines.arm() outside a task")
         if now is None:
-            loop = self._loop or asyncio.get_running_loop()
-            self._loop = loop
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:  # first use, or a client reused under a new event loop
+                self._loop, self._handle = loop, None
+                self._live.clear()
             now = loop.time()
             if self._handle is None:
                 self._handle = loop.call_at(now + self.period, self._tick)

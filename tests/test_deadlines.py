@@ -12,7 +12,7 @@ import pytest
 from bulkops.api import DevServerClient
 from bulkops.auth import Credentials
 from bulkops.deadlines import Deadlines
-from bulkops.models import TIMEOUT
+from bulkops.models import TIMEOUT, Reply
 
 
 class FakeTask:
@@ -128,3 +128,24 @@ async def test_outer_cancellation_still_cancels() -> None:
             await anyio.sleep(5)  # reached only if the scope's cancel were lost
     assert scope.cancelled_caught
     assert all(r.error_code == TIMEOUT for r in replies)
+
+
+def test_client_reused_under_a_new_event_loop_still_times_out() -> None:
+    """A client kept across two event loops (two `anyio.run`s) keeps timing attempts out in each."""
+    import socket
+
+    listener = socket.socket()  # accepts connections in its backlog, never answers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    client = DevServerClient(url, Credentials(ak="AK", sk="SK"), timeout=0.1)
+
+    async def once() -> Reply:
+        async with client:
+            return await client.stop("p1", IID)
+
+    try:
+        replies = [anyio.run(once) for _ in range(2)]
+    finally:
+        listener.close()
+    assert [r.error_code for r in replies] == [TIMEOUT, TIMEOUT]
