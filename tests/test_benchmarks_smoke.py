@@ -54,19 +54,20 @@ def test_help_does_not_import_aiohttp() -> None:
     assert "bulkops.simulator" not in loaded
 
 
+def _run_module(*args: str, timeout: float) -> str:
+    """`python -m ARGS` from the project's root; its stdout, after asserting it exited 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_benchmark_smoke_completes_and_writes_its_json(tmp_path: Path) -> None:
     """`python -m benchmarks smoke` runs every client side by side at tiny sizes and writes its JSON."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "smoke", "--out", str(tmp_path), "--no-plot"],
-        capture_output=True,
-        text=True,
-        timeout=170,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run_module("benchmarks", "smoke", "--out", str(tmp_path), "--no-plot", timeout=170)
     data = json.loads((tmp_path / "smoke.json").read_text())
     scenarios = {r["scenario"] for r in data["results"]}
     assert {"signing", "startup", "cpu", "cpu-50ms", "rate"} <= scenarios
@@ -78,26 +79,8 @@ def test_benchmark_smoke_completes_and_writes_its_json(tmp_path: Path) -> None:
 
 def test_engine_cost_runs_both_sides() -> None:
     """`python -m benchmarks.engine_cost` runs the real engine and the minimal loop and prints both costs."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.engine_cost",
-            "--rows",
-            "300",
-            "--rounds",
-            "1",
-            "--latency",
-            "0.001",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    args = ["--rows", "300", "--rounds", "1", "--latency", "0"]
+    lines = _run_module("benchmarks.engine_cost", *args, timeout=120).splitlines()
     assert [line.split(":")[0] for line in lines] == ["engine", "loop"]
     assert all(float(line.split()[1]) > 0 for line in lines)
 
