@@ -69,11 +69,11 @@ class Deadlines:
         if now is None:
             loop = asyncio.get_running_loop()
             if loop is not self._loop:  # first use, or a client reused under a new event loop
-                self._loop, self._handle = loop, None
-                self._live.clear()
+                self.close()
+                self._loop = loop
             now = loop.time()
             if self._handle is None:
-                self._handle = loop.call_at(now + self.period, self._tick)
+                self._handle = loop.call_at(now + self.period, self._tick, loop)
         attempt = Attempt(task, now + self.timeout)
         self._live[attempt] = None
         return attempt
@@ -90,28 +90,39 @@ class Deadlines:
         return attempt.task.uncancel() <= attempt.cancelling
 
     def sweep(self, now: float) -> int:
-        """Cancel every attempt whose deadline is at or before `now`; returns how many."""
+        """Cancel every attempt whose deadline is at or before `now`; returns how many.
+
+        An attempt whose task something else is already cancelling (a cancel scope, a shutdown) is only
+        forgotten: that cancellation ends it anyway, and a second `cancel()` would replace its message,
+        by which anyio knows a cancellation for its own.
+        """
         expired: list[Attempt] = []
         for attempt in self._live:
             if attempt.deadline > now:
                 break
             expired.append(attempt)
+        fired = 0
         for attempt in expired:
             del self._live[attempt]
+            if attempt.task.cancelling() > attempt.cancelling:
+                continue
             attempt.fired = True
             attempt.task.cancel()
-        return len(expired)
+            fired += 1
+        return fired
 
-    def _tick(self) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:  # a timer left on an event loop this client no longer runs on
+            return
         now = loop.time()
         self.sweep(now)
         # Idle (nothing in flight): no timer at all until the next arm().
-        self._handle = loop.call_at(now + self.period, self._tick) if self._live else None
+        self._handle = loop.call_at(now + self.period, self._tick, loop) if self._live else None
 
     def close(self) -> None:
-        """Stop the sweeping timer (attempts still armed are left to their callers)."""
+        """Stop the sweeping timer and forget every attempt: none is cancelled after this (the client
+        closes it when its session closes, with nothing left in flight)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._live.clear()

@@ -69,7 +69,10 @@ class Reply:
 
 @dataclass(slots=True, unsafe_hash=True)
 class Result:
-    """The final record of one input row; field for field the report's JSON object."""
+    """The final record of one input row; field for field the report's JSON object.
+
+    Do not change one in place (it is hashed by value): make a changed copy with `dataclasses.replace`.
+    """
 
     line: int
     project_id: str | None

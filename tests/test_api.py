@@ -164,6 +164,11 @@ async def test_requests_name_bulkops_and_carry_no_cookie() -> None:
         b"not json",
         b"",
         b'{"a": NaN}',
+        '{"status":"STOPPING"}'.encode("utf-16"),
+        '{"status":"STOPPING"}'.encode("utf-16-le"),
+        '{"status":"STOPPING"}'.encode("utf-32"),
+        b'"\xed\xa0\x80"',
+        b"1\x00",
     ],
 )
 def test_answer_json_reads_as_json_loads(body: bytes) -> None:
@@ -179,3 +184,11 @@ def test_answer_json_reads_as_json_loads(body: bytes) -> None:
             _load_json(body)
     else:
         assert _load_json(body) == expected
+
+
+def test_answer_nested_too_deep_is_a_bad_response() -> None:
+    """An answer nested deeper than the interpreter can parse is a bad response, not a crashed worker."""
+    from bulkops.api import _parse
+
+    reply = _parse(502, b"[" * 100_000, None, None)
+    assert reply.http_status == 502 and reply.error_msg is not None and "not a JSON object" in reply.error_msg

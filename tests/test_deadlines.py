@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -64,6 +65,56 @@ def test_other_cancellation_is_not_a_timeout() -> None:
     task.cancel()  # e.g. a cancel scope, at the same time
     assert deadlines.release(attempt) is False and task.requests == 1
     assert deadlines.release(attempt) is False and task.requests == 1  # release is idempotent
+
+
+def test_sweep_leaves_a_task_already_being_cancelled_alone() -> None:
+    """A task that something else is cancelling is forgotten by the sweep, not cancelled a second time."""
+    deadlines = Deadlines(1.0)
+    task = FakeTask()
+    attempt = deadlines.arm(task, now=0.0)
+    task.cancel()  # a cancel scope got there first
+    assert deadlines.sweep(2.0) == 0 and task.requests == 1 and len(deadlines) == 0
+    assert deadlines.release(attempt) is False and task.requests == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scope_first", [True, False])
+async def test_cancel_scope_keeps_its_cancellation_when_a_deadline_fires_with_it(scope_first: bool) -> None:
+    """A scope and a deadline cancelling in the same loop turn: the scope still catches its cancellation.
+
+    Scope first: the deadline leaves the task alone. Deadline first: the attempt is a timeout, and the
+    scope's cancellation (which anyio delivers on its next turn) ends the caller at its next await.
+    """
+    deadlines = Deadlines(10.0)
+    loop = asyncio.get_running_loop()
+    timed_out = reached_after = False
+    with anyio.CancelScope() as scope:
+        attempt = deadlines.arm()
+
+        def both() -> None:
+            if scope_first:
+                scope.cancel()
+                deadlines.sweep(math.inf)
+            else:
+                deadlines.sweep(math.inf)
+                scope.cancel()
+
+        try:
+            loop.call_soon(both)
+            await asyncio.sleep(0)  # a bare yield: the task waits on no future when both land
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if not deadlines.release(attempt):
+                raise
+            timed_out = True
+        finally:
+            deadlines.release(attempt)
+        await anyio.sleep(1)  # the caller goes on after a timeout reply; the scope must still end it
+        reached_after = True
+    assert scope.cancelled_caught and not reached_after
+    assert timed_out is not scope_first
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
 
 
 def test_period_scales_with_the_timeout() -> None:
