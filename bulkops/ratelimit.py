@@ -202,6 +202,7 @@ class AdaptiveBucket(TokenBucket):
         self._measured: float | None = None
         self._bucket_start = 0.0  # set by the first take
         self._bucket_count = 0
+        self._measuring = False
         self.decreases = 0
         """How many 429s counted as a decrease (for logs and tests)."""
 
@@ -218,17 +219,25 @@ class AdaptiveBucket(TokenBucket):
     def take(self, now: float) -> None:
         """Consume one token and count it toward the measured send rate."""
         super().take(now)
-        start = math.floor(now / _MEASURE_SPAN) * _MEASURE_SPAN
-        if self._bucket_count == 0:  # the first token: measuring starts here, not when the bucket was made
-            self._bucket_start = start
-        elif start > self._bucket_start:
+        if not self._measuring:
+            # The first token: measuring starts here, not when the bucket was made, and the half seconds
+            # are counted from here. On a grid of the clock's own half seconds the first one was cut
+            # short (a first request at x.45 s left it 0.05 s), and its few requests, divided by a full
+            # half second, read as a rate far below the real one: w_max, and the rate with it, sank to
+            # 0.5-0.7 of the limit at the first 429 (seen in benchmarks/: adaptive-3x at 0.75-0.83 of the
+            # ideal in one run of five to ten).
+            self._measuring = True
+            self._bucket_start = now
+        elif now >= self._bucket_start + _MEASURE_SPAN:
             # The rate of the last half second in which it sent. Half seconds with nothing sent (before
             # the project's first row, or while it had no row to send) are not a slower sending rate:
             # counted as one, they made w_max near zero, and one 429 then sank the project to its floor
             # (seen in benchmarks/: four projects of eight at 1-2 rows/s for a minute).
             current = self._bucket_count / _MEASURE_SPAN
             self._measured = current if self._measured is None else 0.8 * current + 0.2 * self._measured
-            self._bucket_start = start
+            # Whole spans since the last start (at least one: the division may round 0.99999 down).
+            spans = max(1, math.floor((now - self._bucket_start) / _MEASURE_SPAN))
+            self._bucket_start += spans * _MEASURE_SPAN
             self._bucket_count = 0
         self._bucket_count += 1
 

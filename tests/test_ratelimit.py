@@ -185,6 +185,18 @@ def test_decrease_uses_the_measured_rate_when_sending_slower_than_allowed() -> N
     assert bucket.rate == pytest.approx(2.8)
 
 
+def test_measured_rate_is_not_cut_short_by_a_late_first_request() -> None:
+    """A project whose first request comes late in a clock half second is measured at its real rate."""
+    bucket = AdaptiveBucket(RateLimit(100.0), now=0.0)
+    now = 0.45  # 0.05 s before a half-second boundary of the clock
+    while now < 1.46:  # 30 requests per second
+        bucket.take(now)
+        now += 1 / 30
+    assert bucket.measured_rate == pytest.approx(30.0, rel=0.07)
+    bucket.on_throttle(now)
+    assert bucket.rate == pytest.approx(0.7 * 30.0, rel=0.07)
+
+
 def test_hint_caps_rate_and_burst_for_good() -> None:
     """A 429 that states 'limit:600,time:1 minute' keeps the project under 600 in any minute from then on."""
     bucket = AdaptiveBucket(RateLimit(50.0), now=0.0)
