@@ -13,8 +13,8 @@ The adaptive algorithm (after botocore's adaptive retry mode, which follows CUBI
 * The configured rate is the ceiling; the bucket starts there and never goes above it.
 * On a 429 (`on_throttle`), unless it is debounced: remember `w_max`, the rate we were really sending at
   (the smaller of the bucket's rate and the measured send rate: a smoothed count per half second,
-  half seconds counted from the project's first request, over those in which it sent), set the rate to `BETA * w_max`
-  (BETA = 0.7), and drain the bucket so that the next send waits a full interval.
+  half seconds counted from the project's first request, over those in which it sent), set the rate
+  to `BETA * w_max` (BETA = 0.7), and drain the bucket so that the next send waits a full interval.
 * On a success (`on_success`), the rate follows the cubic curve of the time `t` since that decrease,
   scaled to `w_max` so that it behaves the same at 5/s and 500/s:
   `W(t) = w_max * (1 + (1 - BETA) * ((t - K) / K) ** 3)`. It starts at `BETA * w_max`, climbs fast and
