@@ -49,7 +49,6 @@ from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
 USER_AGENT = "bulkops/0.1"
 _MAX_BODY = 1 << 20
-_TIMED_OUT_MSG = "no answer within the attempt's timeout"
 
 
 def request_path(project_id: str, instance_id: str, action: str = "") -> str:
@@ -271,10 +270,10 @@ class DevServerClient:
                 )
         except asyncio.CancelledError:
             if deadlines.release(attempt):  # the deadline's cancellation, and nobody else's
-                return Reply(None, error_code=TIMEOUT, error_msg=_TIMED_OUT_MSG)
+                return _timed_out()
             raise
         except TimeoutError:  # a session of the caller's own, with aiohttp's timeouts
-            return Reply(None, error_code=TIMEOUT, error_msg=_TIMED_OUT_MSG)
+            return _timed_out()
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             return Reply(None, error_code=TLS_ERROR, error_msg=f"TLS failed: {type(exc).__name__}")
@@ -282,6 +281,10 @@ class DevServerClient:
             return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
         finally:
             deadlines.release(attempt)
+
+
+def _timed_out() -> Reply:
+    return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

@@ -33,16 +33,15 @@ class _Cancellable(Protocol):
 
 
 class Attempt:
-    """One armed request: its task, its deadline, and whether the deadline fired."""
+    """One armed request: its task, its deadline, and whether the deadline cancelled it (until undone)."""
 
-    __slots__ = ("cancelling", "deadline", "fired", "released", "task")
+    __slots__ = ("cancelling", "deadline", "fired", "task")
 
     def __init__(self, task: _Cancellable, deadline: float) -> None:
         self.task = task
         self.deadline = deadline
         self.cancelling = task.cancelling()  # cancellations already pending when it was armed
         self.fired = False
-        self.released = False
 
 
 class Deadlines:
@@ -82,11 +81,9 @@ class Deadlines:
         """Forget `attempt`. True only the first time, and only when its deadline cancelled the task and
         nothing else did: the caller then reports a timeout instead of letting `CancelledError` go on."""
         self._live.pop(attempt, None)
-        if attempt.released:
-            return False
-        attempt.released = True
         if not attempt.fired:
             return False
+        attempt.fired = False  # its cancel is undone here, once
         return attempt.task.uncancel() <= attempt.cancelling
 
     def sweep(self, now: float) -> int:

@@ -202,7 +202,6 @@ class AdaptiveBucket(TokenBucket):
         self._measured: float | None = None
         self._bucket_start = 0.0  # set by the first take
         self._bucket_count = 0
-        self._measuring = False
         self.decreases = 0
         """How many 429s counted as a decrease (for logs and tests)."""
 
@@ -219,14 +218,13 @@ class AdaptiveBucket(TokenBucket):
     def take(self, now: float) -> None:
         """Consume one token and count it toward the measured send rate."""
         super().take(now)
-        if not self._measuring:
+        if self._bucket_count == 0:  # never 0 again once counting started (reset, then counted at once)
             # The first token: measuring starts here, not when the bucket was made, and the half seconds
             # are counted from here. On a grid of the clock's own half seconds the first one was cut
             # short (a first request at x.45 s left it 0.05 s), and its few requests, divided by a full
             # half second, read as a rate far below the real one: w_max, and the rate with it, sank to
             # 0.5-0.7 of the limit at the first 429 (seen in benchmarks/: adaptive-3x at 0.75-0.83 of the
             # ideal in one run of five to ten).
-            self._measuring = True
             self._bucket_start = now
         elif now >= self._bucket_start + _MEASURE_SPAN:
             # The rate of the last half second in which it sent. Half seconds with nothing sent (before
