@@ -187,7 +187,7 @@ def _log_format_default() -> str:
     default=5,
     show_default=True,
     metavar="N",
-    help="Attempts per instance, the first included.",
+    help="Attempts per instance, the first included (429s do not count: they only slow down).",
 )
 @click.option(
     "--timeout",
@@ -196,6 +196,15 @@ def _log_format_default() -> str:
     show_default=True,
     metavar="S",
     help="Seconds for one HTTP attempt.",
+)
+@click.option(
+    "--throttle-timeout",
+    type=float,
+    default=900.0,
+    show_default=True,
+    metavar="S",
+    help="Give a project up (its rows failed, bulkops.throttled) only after this many seconds of 429s "
+    "without a break; until then a 429 only slows its project down.",
 )
 @click.option(
     "--resume", is_flag=True, help="Continue the report at --report: skip rows that succeeded there."

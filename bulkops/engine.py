@@ -44,23 +44,26 @@ from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from bulkops.clock import Clock, SystemClock
+from bulkops.adaptive import AdaptiveBucket, paced_bucket
+from bulkops.hints import ThrottleHint, parse_throttle
 from bulkops.models import (
     CIRCUIT_OPEN,
     INVALID_ID,
     INVALID_PROJECT_ID,
     RETRY_BUDGET,
+    THROTTLED,
     WAIT_TIMEOUT,
     Outcome,
     Reply,
     Result,
     Target,
 )
-from bulkops.options import Options
+from bulkops.options import Options, RateLimit
 from bulkops.outcomes import Action, classify_show, classify_stop
 from bulkops.overflow import Overflow
-from bulkops.ratelimit import AdaptiveBucket, TokenBucket, paced_bucket, parse_throttle
+from bulkops.ratelimit import TokenBucket
 from bulkops.report import ResumeState, utc_now
-from bulkops.retry import Backoff, RetryBudget
+from bulkops.retry import RETRY_AFTER_CAP, THROTTLE_FLOOR, Backoff, RetryBudget
 from bulkops.scheduler import Scheduler
 from bulkops.summary import RunStats
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
@@ -163,16 +166,19 @@ class _Engine:
         self.clock = clock
         self.resume = resume
         self.backoff = Backoff(options.retry, rng)
-        self.budget = RetryBudget(options.retry.budget_ratio, options.retry.budget_floor)
-        # The global bucket is a fixed ceiling: 429s slow down the project that drew them, not all.
+        self.budgets: dict[str, RetryBudget] = {}
+        # The global bucket is the credential's ceiling: `--global-rate`, or a shared-policy hint
+        # (`policy user|app|ip`) learned from a 429; bare 429s slow down the project that drew them.
         glob = (
-            paced_bucket(options.global_rate, clock.monotonic(), adaptive=False)
+            paced_bucket(options.global_rate, clock.monotonic(), adaptive=options.adaptive)
             if options.global_rate
             else None
         )
         self.sched: Scheduler[_Job] = Scheduler(self._bucket_for, glob)
         self.denials: dict[str, int] = {}
-        self.open_circuits: set[str] = set()
+        self.open_circuits: dict[str, tuple[str, str]] = {}  # project -> (error_code, why), rows skipped
+        self.throttled_since: dict[str, float] = {}  # project -> first 429 with no other answer since
+        self.warned_hints: set[str] = set()
         self.inflight = 0
         self.reader_done = False
         self.stopping = False
@@ -187,7 +193,20 @@ class _Engine:
         self.awaiting_poll: set[_Job] = set()
 
     def _bucket_for(self, project_id: str, now: float) -> TokenBucket:
-        return paced_bucket(self.options.rate_for(project_id), now, adaptive=self.options.adaptive)
+        options = self.options
+        return paced_bucket(
+            options.rate_for(project_id),
+            now,
+            adaptive=options.adaptive,
+            probe=not options.rate_known(project_id),
+        )
+
+    def _budget(self, project_id: str) -> RetryBudget:
+        budget = self.budgets.get(project_id)
+        if budget is None:
+            retry = self.options.retry
+            budget = self.budgets[project_id] = RetryBudget(retry.budget_ratio, retry.budget_floor)
+        return budget
 
     # -- signalling -------------------------------------------------------------------------------------
 
@@ -238,9 +257,22 @@ class _Engine:
         await self._emit(result)
 
     async def _skip_for_circuit(self, job: _Job) -> None:
+        """A row of a project given up on (its circuit is open): recorded without a request."""
         self.awaiting_poll.discard(job)
         if job.polling:
             await self._finish(job, Outcome.ACCEPTED)
+            return
+        code, why = self.open_circuits[job.project_id]
+        last = job.last
+        if last is not None:  # sent before (a retry or a throttled row): failed, with its last answer
+            await self._finish(
+                job,
+                Outcome.FAILED,
+                error_code=code,
+                error_msg=f"{why}; last answer: {last.error_code or last.http_status}: {last.error_msg or ''}"[
+                    :300
+                ],
+            )
             return
         await self._finish(
             job,
@@ -248,9 +280,8 @@ class _Engine:
             status=None,
             http_status=None,
             request_id=None,
-            error_code=CIRCUIT_OPEN,
-            error_msg=f"not sent: project {job.project_id} refused authentication "
-            f"{self.options.circuit_threshold} times in a row",
+            error_code=code,
+            error_msg=f"not sent: {why}",
         )
 
     # -- reader -----------------------------------------------------------------------------------------
@@ -455,7 +486,7 @@ class _Engine:
         now = clock.monotonic()
         if job.first_at is None:
             job.first_at = now
-            self.budget.on_request()
+            self._budget(job.project_id).on_request()
         stats = self.stats
         sent = now
         self.awaiting_poll.discard(job)
@@ -466,31 +497,29 @@ class _Engine:
         else:
             reply = await self.client.stop(t.project_id, t.id)
             stats.stops_sent += 1
-            job.stop_attempts += 1
             verdict = classify_stop(reply)
         stats.requests += 1
         job.attempts += 1
         job.last = reply
         now = clock.monotonic()
         action = verdict.action
-        bucket = self.sched.bucket(job.project_id)
         if action is Action.THROTTLED:
-            stats.throttled += 1
-            if isinstance(bucket, AdaptiveBucket) and bucket.on_throttle(
-                now, parse_throttle(reply.error_msg), sent_at=sent
-            ):
-                log.debug(
-                    "bulkops.rate.lowered",
-                    project_id=t.project_id,
-                    rate=round(bucket.rate, 2),
-                    ceiling=round(bucket.ceiling, 2),
-                    measured=None if bucket.measured_rate is None else round(bucket.measured_rate, 2),
-                )
-            log.debug("bulkops.stop.throttled", project_id=t.project_id, id=t.id, attempt=job.attempts)
-            await self._retry_or_fail(job, reply, now, throttled=True)
+            await self._throttled(job, reply, sent, now)
             return
-        if reply.http_status is not None and reply.http_status < 500 and isinstance(bucket, AdaptiveBucket):
-            bucket.on_success(now)  # the server answered without throttling: the rate may climb
+        if not job.polling:
+            job.stop_attempts += 1  # what --max-attempts counts: every stop the server did not throttle
+        if self.throttled_since:
+            self.throttled_since.pop(job.project_id, None)
+        bucket = self.sched.bucket(job.project_id)
+        if isinstance(bucket, AdaptiveBucket):
+            if reply.http_status is not None and reply.http_status < 500:
+                if bucket.on_success(now):  # answered without throttling: the rate may climb
+                    self._rate_changed(job.project_id, bucket, "bulkops.rate.raised")
+            else:
+                bucket.on_failure(now)
+        glob = self.sched.global_bucket
+        if glob is not None and isinstance(glob, AdaptiveBucket) and glob.learned:
+            glob.on_success(now)
         if action is Action.RETRY:
             await self._retry_or_fail(job, reply, now)
             return
@@ -503,6 +532,8 @@ class _Engine:
             await self._poll_later(job, now)
             return
         outcome = verdict.outcome or Outcome.FAILED
+        if job.failures and outcome.succeeded:
+            self._budget(job.project_id).refund()  # a retry that worked costs the budget nothing
         if outcome is Outcome.ACCEPTED and self.options.wait and not job.polling:
             job.polling = True
             job.poll_started = now
@@ -511,6 +542,85 @@ class _Engine:
             self.sched.push_later(job, now + self.options.poll_interval)
             return
         await self._finish(job, outcome)
+
+    # -- throttling -------------------------------------------------------------------------------------
+
+    async def _throttled(self, job: _Job, reply: Reply, sent: float, now: float) -> None:
+        """A 429: pacing, never failure. The limiter learns from it; the row goes back to the front of its
+        project's queue (it spends neither the retry budget nor --max-attempts). Only a project throttled
+        without a break for --throttle-timeout is given up (`bulkops.throttled`)."""
+        project_id = job.project_id
+        self.stats.throttled += 1
+        hint = parse_throttle(reply.error_msg)
+        if hint is not None and hint.clamped:
+            self._warn_clamped(project_id, hint)
+        bucket = self.sched.bucket(project_id)
+        target = bucket
+        if hint is not None and hint.shared:
+            # The credential's quota, shared by every project it touches: the global bucket learns it.
+            target = self._shared_bucket(hint, now)
+            if isinstance(bucket, AdaptiveBucket):
+                bucket.on_failure(now)  # frees its slow-start window slot; its own rate is not at fault
+        if isinstance(target, AdaptiveBucket):
+            if target.on_throttle(now, hint, sent_at=sent):
+                self._rate_changed(project_id if target is bucket else "*", target, "bulkops.rate.lowered")
+        else:
+            target.hold(now, now + THROTTLE_FLOOR)
+        if reply.retry_after:
+            target.hold(now, now + min(reply.retry_after, RETRY_AFTER_CAP))
+        log.debug("bulkops.stop.throttled", project_id=project_id, id=job.target.id, attempt=job.attempts)
+        since = self.throttled_since.setdefault(project_id, now)
+        if now - since >= self.options.throttle_timeout:
+            await self._throttled_out(job, now - since)
+            return
+        self.sched.push_front(job, now)
+
+    def _shared_bucket(self, hint: ThrottleHint, now: float) -> TokenBucket:
+        """The global bucket, made adaptive (from the hint) when the run had none."""
+        glob = self.sched.global_bucket
+        if glob is None:
+            rate = self.options.rate.rate * max(1, self.sched.projects())
+            glob = paced_bucket(RateLimit(rate, hint.limit), now, adaptive=True)
+            self.sched.set_global_bucket(glob)
+        return glob
+
+    def _rate_changed(self, project_id: str, bucket: AdaptiveBucket, event: str) -> None:
+        """Log a learned rate and keep it in the run's stats (summary, progress)."""
+        self.stats.learned_rates[project_id] = bucket.rate
+        log.debug(
+            event,
+            project_id=project_id,
+            rate=round(bucket.rate, 2),
+            ceiling=round(bucket.ceiling, 2),
+            measured=None if bucket.measured_rate is None else round(bucket.measured_rate, 2),
+        )
+
+    def _warn_clamped(self, project_id: str, hint: ThrottleHint) -> None:
+        if project_id in self.warned_hints:
+            return
+        self.warned_hints.add(project_id)
+        log.warning(
+            "bulkops.rate.hint_clamped",
+            project_id=project_id,
+            limit=hint.limit,
+            window_s=hint.window,
+            used_rate=hint.effective_rate,
+        )
+
+    async def _throttled_out(self, job: _Job, throttled_for: float) -> None:
+        """The project was throttled without a break for --throttle-timeout: give it up."""
+        timeout = self.options.throttle_timeout
+        why = (
+            f"project {job.project_id} was throttled (429) without a break for {throttled_for:.0f}s "
+            f"(--throttle-timeout {timeout:g}s)"
+        )
+        self.awaiting_poll.discard(job)
+        if job.polling:
+            await self._finish(job, Outcome.ACCEPTED)
+        else:
+            await self._finish(job, Outcome.FAILED, error_code=THROTTLED, error_msg=why)
+        self.stats.throttled_out.append(job.project_id)
+        await self._open_circuit(job.project_id, THROTTLED, why, "bulkops.throttle.gave_up")
 
     async def _poll_later(self, job: _Job, now: float) -> None:
         if now - job.poll_started >= self.options.wait_timeout:
@@ -527,7 +637,7 @@ class _Engine:
         self.awaiting_poll.add(job)
         self.sched.push_later(job, now + delay)
 
-    async def _retry_or_fail(self, job: _Job, reply: Reply, now: float, *, throttled: bool = False) -> None:
+    async def _retry_or_fail(self, job: _Job, reply: Reply, now: float) -> None:
         job.failures += 1
         if job.polling:
             # A failed poll: the stop was taken; keep polling until --wait-timeout.
@@ -536,17 +646,17 @@ class _Engine:
         if job.stop_attempts >= self.options.retry.max_attempts:
             await self._finish(job, Outcome.FAILED)
             return
-        if not self.budget.try_spend():
+        if not self._budget(job.project_id).try_spend():
             await self._finish(
                 job,
                 Outcome.FAILED,
                 error_code=RETRY_BUDGET,
-                error_msg=f"retry budget spent (too many failures run-wide); last: "
+                error_msg=f"retry budget spent (too many failures in project {job.project_id}); last: "
                 f"{reply.error_code or reply.http_status}: {reply.error_msg or ''}"[:300],
             )
             return
         self.stats.retries += 1
-        delay = self.backoff.delay(job.failures, reply.retry_after, throttled=throttled)
+        delay = self.backoff.delay(job.failures, reply.retry_after)
         log.debug(
             "bulkops.stop.retry",
             project_id=job.project_id,
@@ -563,11 +673,16 @@ class _Engine:
         self.denials[project_id] = n
         if n < self.options.circuit_threshold or project_id in self.open_circuits:
             return
-        self.open_circuits.add(project_id)
+        why = f"project {project_id} refused authentication {n} times in a row"
         self.stats.circuits_opened.append(project_id)
+        await self._open_circuit(project_id, CIRCUIT_OPEN, why, "bulkops.circuit.open", denials=n)
+
+    async def _open_circuit(self, project_id: str, code: str, why: str, event: str, **fields: object) -> None:
+        """Give a project up: its queued rows, and every later row of it, are skipped with `code`."""
+        self.open_circuits[project_id] = (code, why)
         drained = self.sched.drain_project(project_id)
         drained.extend(_Job(t, project_id) for t in self.overflow.drain(project_id))
-        log.warning("bulkops.circuit.open", project_id=project_id, denials=n, skipped_queued=len(drained))
+        log.warning(event, project_id=project_id, skipped_queued=len(drained), **fields)
         for job in drained:
             await self._skip_for_circuit(job)
         self._space.set()

@@ -89,6 +89,7 @@ class Options:
     grace: float = 10.0
     insecure: bool = False
     adaptive: bool = True
+    throttle_timeout: float = 900.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
@@ -96,12 +97,17 @@ class Options:
         _positive("--timeout", self.timeout)
         _positive("--wait-timeout", self.wait_timeout)
         _positive("--poll-interval", self.poll_interval)
+        _positive("--throttle-timeout", self.throttle_timeout)
         if self.lookahead < 1:
             raise ConfigError(f"lookahead must be at least 1, got {self.lookahead!r}")
         if self.circuit_threshold < 1:
             raise ConfigError(f"circuit_threshold must be at least 1, got {self.circuit_threshold!r}")
         if not (math.isfinite(self.grace) and self.grace >= 0):
             raise ConfigError(f"grace must be zero or more seconds, got {self.grace!r}")
+
+    def rate_known(self, project_id: str) -> bool:
+        """True when `rates` (a `--rates-file`) states this project's limit: no need to probe for it."""
+        return project_id in self.rates
 
     def rate_for(self, project_id: str) -> RateLimit:
         """The bucket shape for one project: its entry in `rates`, else the default `rate`."""

@@ -1,23 +1,24 @@
 """How long to wait before a retry, and whether the run can still afford one.
 
     Backoff      exponential backoff with full jitter; honours Retry-After; a floor for 429s
-    RetryBudget  retries across the whole run limited to a share of first attempts
+    RetryBudget  retries of one project limited to a share of its first attempts
 
 Backoff: the wait after `attempt` failed attempts (attempt >= 1) is
 `uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))` ("full jitter", which spreads the retries of
-requests that failed together). Two floors apply on top:
+requests that failed together). The server's `Retry-After`, when it sent one, is a floor on top, capped at
+`RETRY_AFTER_CAP` (120 s) so that a silly header cannot park an instance for hours.
 
-* the server's `Retry-After`, when it sent one: the wait is at least that, capped at `RETRY_AFTER_CAP`
-  (120 s) so that a silly header cannot park an instance for hours;
-* a 429 without `Retry-After`: at least `uniform(THROTTLE_FLOOR, 2 * THROTTLE_FLOOR)` (1-2 s). Huawei
-  advises waiting a few seconds; the gateway's usual window is one second, so a retry 1-2 s later lands in
-  a fresh window, and the jitter keeps the throttled requests of one burst from coming back together. The
-  adaptive limiter does the real slowing down: the retry also waits for its project's token.
+429s are not retries. A throttled row goes back to the front of its project's queue and waits for the
+project's (now slower) bucket: it spends neither the budget nor `--max-attempts` (see `engine`). Only a
+bucket that does not adapt waits out `THROTTLE_FLOOR` after a 429 (Huawei advises a few seconds).
 
-RetryBudget (the token-bucket retry budget of gRPC and Finagle): it starts with `floor` tokens, each first
-attempt deposits `ratio` tokens and each retry spends one, so retries stay below `ratio` of traffic plus the
-floor. The balance is capped at `floor + ratio * BUDGET_WINDOW` (1000 first attempts' worth), so that a long
-healthy run cannot bank thousands of retries and then spend them all on a later outage.
+RetryBudget (the token-bucket retry budget of gRPC and Finagle, with botocore's refund): one per project,
+so that one project's outage cannot spend another's retries. It starts with `floor` tokens, each first
+attempt deposits `ratio` tokens, each retry spends one, and a retried request that then succeeds gives its
+token back, so retries that work cost nothing and only failing ones drain it: during an outage retries
+stay below `ratio` of traffic plus the floor. The balance is capped at `floor + ratio * BUDGET_WINDOW`
+(1000 first attempts' worth), so that a long healthy run cannot bank thousands of retries and then spend
+them all on a later outage.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bulkops.options import RetryPolicy
 
 #: The longest Retry-After honoured, in seconds.
 RETRY_AFTER_CAP = 120.0
-#: The least wait after a 429 without Retry-After, in seconds (the wait is uniform in [floor, 2 * floor)).
+#: The pause after a 429 for a bucket that does not adapt, without Retry-After, in seconds.
 THROTTLE_FLOOR = 1.0
 #: How many first attempts' deposits the retry budget may bank beyond its floor.
 BUDGET_WINDOW = 1000
@@ -57,22 +58,19 @@ class Backoff:
         exponent = min(attempt - 1, 64)
         return min(p.max_delay, p.base_delay * 2.0**exponent)
 
-    def delay(self, attempt: int, retry_after: float | None = None, *, throttled: bool = False) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after `attempt` failed attempts (1 after the first failure).
 
-        `retry_after` is the server's Retry-After in seconds, if it sent one; `throttled` says the failure
-        was a 429, which waits at least 1-2 s when there is no Retry-After.
+        `retry_after` is the server's Retry-After in seconds, if it sent one.
         """
         wait = self._rng.uniform(0.0, self.ceiling(attempt))
         if retry_after is not None and retry_after > 0:
             wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
-        elif throttled:
-            wait = max(wait, THROTTLE_FLOOR * (1.0 + self._rng.random()))
         return wait
 
 
 class RetryBudget:
-    """Retries for the whole run, earned by first attempts. Not thread-safe (one event loop)."""
+    """Retries of one project, earned by its first attempts. Not thread-safe (one event loop)."""
 
     __slots__ = ("_balance", "_cap", "_ratio", "denied", "retries")
 
@@ -105,6 +103,10 @@ class RetryBudget:
     def on_request(self) -> None:
         """Count a first attempt: deposits `ratio` of a retry."""
         self._balance = min(self._cap, self._balance + self._ratio)
+
+    def refund(self) -> None:
+        """A retried request succeeded: give back the retry it cost (botocore's retry quota does too)."""
+        self._balance = min(self._cap, self._balance + 1.0)
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False (and nothing taken) when the budget is spent."""

@@ -200,6 +200,10 @@ class Scheduler(Generic[T]):
         """The bucket shared by all projects, if any."""
         return self._global
 
+    def set_global_bucket(self, bucket: TokenBucket) -> None:
+        """Cap all projects together from now on (a credential's quota learned mid-run)."""
+        self._global = bucket
+
     def pending(self) -> int:
         """Items queued or delayed, over all projects."""
         return self._queued + len(self._delayed)

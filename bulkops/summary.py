@@ -38,6 +38,9 @@ class RunStats:
     resumed_skips: int = 0
     resumed_unsuccessful: int = 0
     circuits_opened: list[str] = field(default_factory=list)
+    throttled_out: list[str] = field(default_factory=list)
+    learned_rates: dict[str, float] = field(default_factory=dict)
+    """Rates learned from 429s (project id, or "*" for the credential's shared quota), requests/s."""
     interrupted: bool = False
 
     def count(self, result: Result) -> None:
@@ -91,6 +94,8 @@ class RunStats:
             "throttled": self.throttled,
             "resumed_skips": self.resumed_skips,
             "circuits_opened": list(self.circuits_opened),
+            "throttled_out": list(self.throttled_out),
+            "learned_rates": {p: round(r, 2) for p, r in sorted(self.learned_rates.items())},
             "duration_s": round(duration, 3),
             "requests_per_s": round(self.requests / duration, 1) if duration > 0 else 0.0,
             "interrupted": self.interrupted,
@@ -111,12 +116,23 @@ class RunStats:
         if self.resumed_skips:
             lines.append(f"  resumed: {self.resumed_skips} rows already done in the report, not sent")
         if self.circuits_opened:
-            shown = ", ".join(self.circuits_opened[:5])
-            more = f" and {len(self.circuits_opened) - 5} more" if len(self.circuits_opened) > 5 else ""
-            lines.append(f"  circuit opened (auth refused) for: {shown}{more}")
+            lines.append(f"  circuit opened (auth refused) for: {_some(self.circuits_opened)}")
+        if self.throttled_out:
+            lines.append(
+                f"  given up after --throttle-timeout (429s without a break): {_some(self.throttled_out)}"
+            )
+        if self.learned_rates:
+            learned = [f"{p} {r:.3g}/s" for p, r in sorted(self.learned_rates.items())]
+            lines.append(f"  rates learned from 429s: {_some(learned)}")
         projects = sorted(self.per_project.items())
         for project, counts in projects[:max_projects]:
             lines.append(f"  {project}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if len(projects) > max_projects:
             lines.append(f"  ... and {len(projects) - max_projects} more projects")
         return "\n".join(lines)
+
+
+def _some(items: list[str], shown: int = 5) -> str:
+    """The first `shown` items, and how many more."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more

@@ -38,7 +38,7 @@ RESET = Reply(None, error_code="bulkops.connection_error", error_msg="reset")
 E429 = Reply(
     429,
     error_code="APIG.0308",
-    error_msg="The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 second",
+    error_msg="The throttling threshold has been reached: policy api over ratelimit,limit:5,time:1 second",
 )
 E403 = Reply(403, error_code="ModelArts.0203", error_msg="forbidden")
 
@@ -318,14 +318,15 @@ async def test_sorted_input_longer_than_the_window_still_reaches_n_times_rate() 
 
 
 async def test_retries_waiting_out_a_backoff_do_not_starve_a_project() -> None:
-    """While some rows of a project wait out a 429 backoff, its other rows (from the overflow) keep going."""
+    """While some rows of a project wait out a retry's backoff, its other rows (from the overflow) keep going."""
     clock = FakeClock()
     items = targets(P1, 40)
-    client = ScriptedClient(clock, {iid(i): [E429, OK] for i in range(4)})
+    busy = Reply(503, error_code="ModelArts.0001", error_msg="busy", retry_after=1.0)
+    client = ScriptedClient(clock, {iid(i): [busy, OK] for i in range(4)})
     options = opts(rate=RateLimit(100.0), concurrency=4, adaptive=False, lookahead=8)
     results = await collect(items, options, client, clock)
     assert {r.outcome for r in results} == {Outcome.ACCEPTED} and len(results) == 40
-    # A throttled retry waits at least a second; the other 36 rows go out meanwhile.
+    # A retry waits out the server's Retry-After (1 s); the other 36 rows go out meanwhile.
     first_retry = min(t for t, _, _, i in client.calls if client.counts[i] == 2 and t > 0.5)
     before = {i for t, _, _, i in client.calls if t < first_retry}
     assert len(before - {iid(i) for i in range(4)}) == 36

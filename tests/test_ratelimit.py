@@ -10,14 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from bulkops.options import RateLimit
-from bulkops.ratelimit import (
-    PACING_MARGIN,
-    AdaptiveBucket,
-    ThrottleHint,
-    TokenBucket,
-    paced_bucket,
-    parse_throttle,
-)
+from bulkops.adaptive import AdaptiveBucket, paced_bucket
+from bulkops.hints import ThrottleHint, parse_throttle
+from bulkops.ratelimit import PACING_MARGIN, TokenBucket
 
 # --- TokenBucket -------------------------------------------------------------------------------------------
 
@@ -197,16 +192,32 @@ def test_measured_rate_is_not_cut_short_by_a_late_first_request() -> None:
     assert bucket.rate == pytest.approx(0.7 * 30.0, rel=0.07)
 
 
-def test_hint_caps_rate_and_burst_for_good() -> None:
+def test_hint_caps_rate_and_burst() -> None:
     """A 429 that states 'limit:600,time:1 minute' keeps the project under 600 in any minute from then on."""
     bucket = AdaptiveBucket(RateLimit(50.0), now=0.0)
     hint = ThrottleHint(600, 60.0)
     bucket.on_throttle(0.0, hint)
-    assert bucket.ceiling == pytest.approx(9.5)
-    assert bucket.capacity == 30.0
+    assert bucket.ceiling == pytest.approx(9.7)
+    assert bucket.capacity == 18.0
     assert bucket.capacity + bucket.ceiling * hint.window <= hint.limit
-    bucket.on_success(1000.0)
-    assert bucket.rate == pytest.approx(9.5)
+    bucket.on_success(59.0)
+    assert bucket.rate == pytest.approx(9.7)
+
+
+def test_hinted_ceiling_rises_after_quiet_minutes_to_find_a_raised_quota() -> None:
+    """After a minute without 429s the hinted ceiling rises, faster each quiet minute, never past --rate."""
+    bucket = AdaptiveBucket(RateLimit(50.0), now=0.0)
+    bucket.on_throttle(0.0, ThrottleHint(10, 1.0))
+    ceilings = []
+    for minute in range(1, 8):
+        bucket.on_success(60.0 * minute)
+        ceilings.append(bucket.ceiling)
+    assert ceilings[0] == pytest.approx(9.7 * 1.05)
+    assert all(b > a for a, b in zip(ceilings, ceilings[1:5], strict=False))
+    assert ceilings[4] >= 2 * 9.7  # a doubled quota is reached within five quiet minutes
+    assert max(ceilings) == pytest.approx(50.0)
+    bucket.on_throttle(500.0, ThrottleHint(10, 1.0))  # the quota did not change: back to the hint
+    assert bucket.rate == pytest.approx(9.7)
 
 
 def test_hint_with_a_minute_window_holds_decreases_for_the_window() -> None:
@@ -219,11 +230,11 @@ def test_hint_with_a_minute_window_holds_decreases_for_the_window() -> None:
 
 
 def test_small_hinted_limit_keeps_one_token() -> None:
-    """A limit of 10 per second leaves a bucket of one token at 9.5/s, never zero."""
+    """A limit of 10 per second leaves a bucket of one token at 9.7/s, never zero."""
     bucket = AdaptiveBucket(RateLimit(30.0), now=0.0)
     bucket.on_throttle(0.0, ThrottleHint(10, 1.0))
     assert bucket.capacity == 1.0
-    assert bucket.ceiling == pytest.approx(9.5)
+    assert bucket.ceiling == pytest.approx(9.7)
 
 
 # --- convergence simulation -------------------------------------------------------------------------------
@@ -339,7 +350,7 @@ def test_adaptive_copes_with_slow_round_trips(
 
 @pytest.mark.parametrize("limit", [5, 10, 25, 50])
 def test_adaptive_uses_a_stated_limit(limit: int) -> None:
-    """When the 429 states the limit, the run settles at 95% of it with almost no further 429s."""
+    """When the 429 states the limit, the run settles at 97% of it with almost no further 429s."""
     run = _simulate(_FixedWindowServer(limit), 3.0 * limit, hint=ThrottleHint(limit, 1.0))
     assert run.goodput >= 0.93 * limit
     assert run.throttled_share <= 0.01

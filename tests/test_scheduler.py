@@ -7,7 +7,8 @@ from collections import Counter, defaultdict
 
 from bulkops.models import Target
 from bulkops.options import RateLimit
-from bulkops.ratelimit import AdaptiveBucket, TokenBucket
+from bulkops.adaptive import AdaptiveBucket
+from bulkops.ratelimit import TokenBucket
 from bulkops.scheduler import Scheduler
 
 

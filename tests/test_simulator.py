@@ -263,7 +263,7 @@ async def test_project_throttling_per_second_on_a_fake_clock() -> None:
         assert body == {
             "error_code": "APIG.0308",
             "error_msg": "The throttling threshold has been reached: "
-            "policy user over ratelimit,limit:3,time:1 second",
+            "policy api over ratelimit,limit:3,time:1 second",
         }
         clock.advance(1 / 3)
         assert [(await call(session, "GET", url))[0] for _ in range(2)] == [200, 429]
@@ -284,7 +284,7 @@ async def test_throttling_per_minute_with_retry_after() -> None:
         assert [(await call(session, "GET", url))[0] for _ in range(2)] == [200, 200]
         status, headers, body = await call(session, "GET", url)
         assert status == 429 and headers["Retry-After"] == "30"
-        assert str(body["error_msg"]).endswith("policy user over ratelimit,limit:2,time:1 minute")
+        assert str(body["error_msg"]).endswith("policy api over ratelimit,limit:2,time:1 minute")
         clock.advance(20)
         assert (await call(session, "GET", url))[1]["Retry-After"] == "10"
         clock.advance(10)
@@ -318,7 +318,7 @@ async def test_credential_limit_is_shared_across_projects() -> None:
         b = {"X-Auth-Token": "token-b"}
         results = [(await call(session, "GET", show_url(sim, p, i), headers=a)) for p, i in ids]
         assert [r[0] for r in results] == [200, 200, 429]
-        assert str(results[2][2]["error_msg"]).endswith("policy app over ratelimit,limit:2,time:1 second")
+        assert str(results[2][2]["error_msg"]).endswith("policy user over ratelimit,limit:2,time:1 second")
         assert (await call(session, "GET", show_url(sim, *ids[2]), headers=b))[0] == 200
         clock.advance(0.5)
         assert (await call(session, "GET", show_url(sim, *ids[2]), headers=a))[0] == 200

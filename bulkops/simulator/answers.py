@@ -77,7 +77,7 @@ def auth_body(reason: str) -> bytes:
 
 
 def throttle_message(policy: str, limit: int, window: str) -> str:
-    """The gateway's 429 message, e.g. `...: policy user over ratelimit,limit:10,time:1 second`."""
+    """The gateway's 429 message, e.g. `...: policy api over ratelimit,limit:10,time:1 second`."""
     return (
         f"The throttling threshold has been reached: policy {policy} over ratelimit,"
         f"limit:{limit},time:1 {window}"

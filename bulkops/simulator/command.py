@@ -41,6 +41,22 @@ def _limit(value: str | None) -> Limit | None:
         raise click.BadParameter(str(exc)) from exc
 
 
+def _schedule(values: tuple[str, ...]) -> tuple[tuple[float, float], ...]:
+    """`--limit-change 20=0.5` -> ((20.0, 0.5),)."""
+    out = []
+    for value in values:
+        at, sep, factor = value.partition("=")
+        try:
+            out.append((float(at), float(factor)))
+        except ValueError:
+            raise click.BadParameter(
+                f"expected SECONDS=FACTOR, got {value!r}", param_hint="--limit-change"
+            ) from None
+        if not sep:
+            raise click.BadParameter(f"expected SECONDS=FACTOR, got {value!r}", param_hint="--limit-change")
+    return tuple(out)
+
+
 def _project_limits(values: tuple[str, ...]) -> dict[str, Limit | None]:
     limits: dict[str, Limit | None] = {}
     for item in values:
@@ -247,6 +263,19 @@ def _access_keys(env: dict[str, str]) -> tuple[AccessKey, ...]:
     help="Send Retry-After (seconds until a token is free) with 429 answers.",
 )
 @click.option(
+    "--throttle-hints/--bare-throttle",
+    default=True,
+    show_default=True,
+    help="Say the limit in 429 messages (limit:N,time:1 second), or answer a bare message.",
+)
+@click.option(
+    "--limit-change",
+    "limit_changes",
+    multiple=True,
+    metavar="SECONDS=FACTOR",
+    help="From SECONDS after the first request, scale every limit by FACTOR (repeatable), e.g. 20=0.5.",
+)
+@click.option(
     "--no-auth",
     is_flag=True,
     help=f"Accept every request. Otherwise accept AK/SK signatures by {ENV_AK}/{ENV_SK} "
@@ -298,6 +327,8 @@ def simulate(
     project_rate_limits: tuple[str, ...],
     credential_rate_limit: str | None,
     retry_after: bool,
+    throttle_hints: bool,
+    limit_changes: tuple[str, ...],
     no_auth: bool,
     max_clock_skew: float,
     forbidden_projects: tuple[str, ...],
@@ -346,6 +377,8 @@ def simulate(
             project_limits=_project_limits(project_rate_limits),
             credential_limit=_limit(credential_rate_limit),
             retry_after=retry_after,
+            throttle_hints=throttle_hints,
+            limit_schedule=_schedule(limit_changes),
             latency=latency,
             jitter=jitter,
             faults=faults,

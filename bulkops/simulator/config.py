@@ -138,7 +138,9 @@ class SimulatorConfig:
     `auth_tokens`. Projects in `forbidden_projects` answer 403 to everyone.
     Throttling: one bucket per project (`project_limits[project]`, else `project_limit`; None = unlimited)
     and optionally one per credential across projects (`credential_limit`). `retry_after` adds a
-    `Retry-After` header (whole seconds until a token is free) to 429 answers.
+    `Retry-After` header (whole seconds until a token is free) to 429 answers. `throttle_hints` off makes
+    the 429 message bare (no `limit:N,time:...`). `limit_schedule` ((at seconds, factor), ...) scales
+    every limit from `at` seconds after the first request on (a quota cut or raised mid-run).
     Latency: every answer waits `latency + uniform(0, jitter)` seconds.
     Faults: `faults` shares, only for `fault_projects` when that is set; hangs last `hang_seconds`.
     Outage: the first `outage_requests` requests that pass the gateway (auth, 403, throttling), in the
@@ -164,6 +166,8 @@ class SimulatorConfig:
     project_limits: Mapping[str, Limit | None] = field(default_factory=dict)
     credential_limit: Limit | None = None
     retry_after: bool = False
+    throttle_hints: bool = True
+    limit_schedule: tuple[tuple[float, float], ...] = ()
     latency: float = 0.0
     jitter: float = 0.0
     faults: FaultShares = field(default_factory=FaultShares)
@@ -182,6 +186,10 @@ class SimulatorConfig:
         check_share("not_found_404_share", self.not_found_404_share)
         if not (isinstance(self.outage_requests, int) and self.outage_requests >= 0):
             raise ValueError(f"outage_requests must be a whole number >= 0, got {self.outage_requests!r}")
+        for at, factor in self.limit_schedule:
+            check_non_negative("limit_schedule time", at)
+            if not (math.isfinite(factor) and factor > 0):
+                raise ValueError(f"a limit_schedule factor must be > 0, got {factor!r}")
         if not (isinstance(self.request_log_size, int) and self.request_log_size >= 1):
             raise ValueError(f"request_log_size must be >= 1, got {self.request_log_size!r}")
 
