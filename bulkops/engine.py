@@ -43,8 +43,8 @@ import structlog
 from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from bulkops.clock import Clock, SystemClock
 from bulkops.adaptive import AdaptiveBucket, paced_bucket
+from bulkops.clock import Clock, SystemClock
 from bulkops.hints import ThrottleHint, parse_throttle
 from bulkops.models import (
     CIRCUIT_OPEN,
@@ -265,14 +265,8 @@ class _Engine:
         code, why = self.open_circuits[job.project_id]
         last = job.last
         if last is not None:  # sent before (a retry or a throttled row): failed, with its last answer
-            await self._finish(
-                job,
-                Outcome.FAILED,
-                error_code=code,
-                error_msg=f"{why}; last answer: {last.error_code or last.http_status}: {last.error_msg or ''}"[
-                    :300
-                ],
-            )
+            said = f"{last.error_code or last.http_status}: {last.error_msg or ''}"
+            await self._finish(job, Outcome.FAILED, error_code=code, error_msg=f"{why}; last: {said}"[:300])
             return
         await self._finish(
             job,

@@ -318,7 +318,7 @@ async def test_sorted_input_longer_than_the_window_still_reaches_n_times_rate() 
 
 
 async def test_retries_waiting_out_a_backoff_do_not_starve_a_project() -> None:
-    """While some rows of a project wait out a retry's backoff, its other rows (from the overflow) keep going."""
+    """While some rows of a project wait out a retry backoff, its other rows (from the overflow) go on."""
     clock = FakeClock()
     items = targets(P1, 40)
     busy = Reply(503, error_code="ModelArts.0001", error_msg="busy", retry_after=1.0)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from dataclasses import dataclass
 
 import pytest
 
-from bulkops.options import RateLimit
 from bulkops.adaptive import AdaptiveBucket, paced_bucket
 from bulkops.hints import ThrottleHint, parse_throttle
+from bulkops.options import RateLimit
 from bulkops.ratelimit import PACING_MARGIN, TokenBucket
 
 # --- TokenBucket -------------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_hinted_ceiling_rises_after_quiet_minutes_to_find_a_raised_quota() -> No
         bucket.on_success(60.0 * minute)
         ceilings.append(bucket.ceiling)
     assert ceilings[0] == pytest.approx(9.7 * 1.05)
-    assert all(b > a for a, b in zip(ceilings, ceilings[1:5], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(ceilings[:5]))
     assert ceilings[4] >= 2 * 9.7  # a doubled quota is reached within five quiet minutes
     assert max(ceilings) == pytest.approx(50.0)
     bucket.on_throttle(500.0, ThrottleHint(10, 1.0))  # the quota did not change: back to the hint

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 
+from bulkops.adaptive import AdaptiveBucket
 from bulkops.models import Target
 from bulkops.options import RateLimit
-from bulkops.adaptive import AdaptiveBucket
 from bulkops.ratelimit import TokenBucket
 from bulkops.scheduler import Scheduler
 
