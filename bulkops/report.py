@@ -2,8 +2,10 @@
 
 Writing. Each record is one JSON object on one line, appended with a single `write` and flushed to the OS
 as soon as its batch is written, so a killed process (even SIGKILL) loses at most the records it had not
-yet handed to the OS: the rows then in flight. `os.fsync` runs at most once a second and at close, which
-covers a machine crash up to that second without paying an fsync per row.
+yet handed to the OS: the rows then in flight. `os.fsync` runs at most once a second (the runner calls it
+in a worker thread) and at close, which covers a machine crash up to that second without paying an fsync
+per row. A failed write (a full disk, a closed pipe) raises once; a file is cut back to its last whole
+record, so it stays a report `--resume` reads. Opening, checking and locking the file is `reportfile`.
 
 Resuming. `load_resume()` reads an existing report and builds
   * the set of (project_id, id) that succeeded (a `SeenIndex`: compact at a million rows), and
@@ -11,8 +13,9 @@ Resuming. `load_resume()` reads an existing report and builds
     resumed run does not write a second record for them.
 A row whose last record is `failed` or `not_found` is sent again: the contract resumes everything that did
 not succeed. A success is never undone: once the API took the stop, sending it again is pointless.
-A torn last line (a kill in mid-write) is cut off and the file repaired; any other unreadable line, or a
-file that is not a bulkops report, is a `ReportError` (exit 2), never a silent overwrite.
+A torn last line (a kill in mid-write) is cut off and the file repaired, but only after at least one whole
+record; any other unreadable line, a record whose `line` is not 1..MAX_LINE, or a file that is not a
+bulkops report, is a `ReportError` (exit 2), never a silent overwrite.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class _Recorder:
         except ReportError as exc:
             stats.write_error = str(exc)
             stats.unrecorded += len(batch)
-            log.error("bulkops.report.write_failed", error=str(exc), inflight_rows_finish=True)
+            log.warning("bulkops.report.write_failed", error=str(exc), unrecorded=len(batch))
             run.stop()
             return
         for result in batch:
