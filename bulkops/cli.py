@@ -260,10 +260,14 @@ def stop_command(**kw: Any) -> None:
     Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
     sent; 130 interrupted (run again with --resume).
     """
-    from bulkops.command_stop import run_stop_command
+    from bulkops.interrupts import Interrupts
 
+    interrupts = Interrupts()
+    interrupts.install()  # first: a signal while the command starts still ends it cleanly (exit 130)
     try:
-        code = run_stop_command(**kw)
+        from bulkops.command_stop import run_stop_command
+
+        code = run_stop_command(interrupts=interrupts, **kw)
     except BulkOpsError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -274,4 +278,6 @@ def stop_command(**kw: Any) -> None:
         if found is None:
             raise
         fail(str(found))
+    finally:
+        interrupts.uninstall()
     sys.exit(code)

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,13 +26,15 @@ import structlog
 
 from bulkops import logs
 from bulkops.auth import Credentials
-from bulkops.errors import ConfigError
+from bulkops.errors import ConfigError, ReportError
+from bulkops.interrupts import Interrupts
 from bulkops.models import Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.plan import make_plan
 from bulkops.regions import endpoint_for
-from bulkops.report import ReportWriter, default_report_path, load_resume
-from bulkops.summary import EXIT_FAILED, EXIT_OK
+from bulkops.report import ReportWriter, ResumeState, default_report_path, load_resume
+from bulkops.reportfile import open_report
+from bulkops.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
 from bulkops.targets import count_rows, read_targets
 
 if TYPE_CHECKING:
@@ -131,8 +134,64 @@ def _peeked(items: Iterator[Target | Result]) -> Iterator[Target | Result]:
     return items if first is None else chain((first,), items)
 
 
-def run_stop_command(**kw: Any) -> int:
-    """The whole `bulkops stop` command; returns the exit code (raises BulkOpsError for exit 2)."""
+@dataclass
+class _Prepared:
+    """Everything a run needs, checked: nothing has been sent yet."""
+
+    items: Iterator[Target | Result]
+    options: Options
+    writer: ReportWriter
+    resume: ResumeState | None
+    observer: Observer | None
+    report_path: str
+
+
+def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
+    """The whole `bulkops stop` command; returns the exit code (raises BulkOpsError for exit 2).
+
+    `interrupts` are the command's signal handlers, installed when it started; a signal before the run
+    ends the command here, with its summary and exit 130, nothing sent.
+    """
+    interrupts = interrupts or Interrupts()
+    with contextlib.ExitStack() as undo:  # what to take back if the run does not start
+        try:
+            with interrupts.raising():
+                ready = _prepare(kw, undo)
+        except KeyboardInterrupt:
+            click.echo(RunStats(interrupted=True).render(), err=True)
+            return EXIT_INTERRUPTED
+        if isinstance(ready, int):
+            return ready
+        undo.pop_all()
+    from bulkops.runner import run_stop
+
+    with tuned_gc():
+        stats = anyio.run(
+            lambda: run_stop(
+                ready.items,
+                ready.options,
+                ready.writer,
+                resume=ready.resume,
+                observer=ready.observer,
+                interrupts=interrupts,
+            ),
+            backend_options=event_loop_options(),
+        )
+    if stats.write_error is not None:
+        again = " (--resume sends them again)" if ready.report_path != "-" else ""
+        click.echo(
+            f"bulkops: error: {stats.write_error}; stopped sending: {stats.unrecorded} rows that finished "
+            f"after it are not in the report{again}",
+            err=True,
+        )
+    if ready.report_path != "-":
+        click.echo(f"report: {ready.report_path}", err=True)
+    return stats.exit_code()
+
+
+def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
+    """Check flags, endpoint, credentials, input header and report, in that order; an exit code when the
+    command ends here (a dry run, a declined confirmation)."""
     credentials = _credentials()
     fmt = kw["log_format"] or ("console" if sys.stderr.isatty() else "json")
     log_writer = logs.configure(
@@ -141,9 +200,8 @@ def run_stop_command(**kw: Any) -> int:
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
     input_path: str = kw["input_path"]
     default_project = kw["project_id"] or None
-    dry_run: bool = kw["dry_run"]
 
-    if dry_run:
+    if kw["dry_run"]:
         options = build_options(kw, endpoint or "https://dry-run.invalid", credentials)
         plan = make_plan(read_targets(_source(input_path), default_project=default_project))
         click.echo(plan.render(options), err=True)
@@ -165,24 +223,18 @@ def run_stop_command(**kw: Any) -> int:
     items = _peeked(read_targets(_source(input_path), default_project=default_project))
 
     report_path = kw["report_path"] or default_report_path()
+    if kw["resume"] and report_path == "-":
+        raise ReportError("--resume needs a report file, not standard output")
+    report = open_report(report_path, append=bool(kw["resume"]))  # checked and locked for the whole run
+    undo.callback(report.discard)
     resume = load_resume(report_path) if kw["resume"] else None
     if resume is not None and resume.repaired:
         log.warning("bulkops.report.repaired", path=report_path)
     if not _confirmed(kw, input_path, endpoint):
         click.echo("bulkops: nothing sent", err=True)
         return EXIT_FAILED
-    writer = ReportWriter.open(report_path, append=bool(kw["resume"]))
     observer = _observer(kw, input_path, log_writer)
-    from bulkops.runner import run_stop
-
-    with tuned_gc():
-        stats = anyio.run(
-            lambda: run_stop(items, options, writer, resume=resume, observer=observer),
-            backend_options=event_loop_options(),
-        )
-    if report_path != "-":
-        click.echo(f"report: {report_path}", err=True)
-    return stats.exit_code()
+    return _Prepared(items, options, ReportWriter.on(report), resume, observer, report_path)
 
 
 @contextlib.contextmanager

@@ -122,6 +122,15 @@ class Run:
                     break
             yield batch
 
+    def take_ready(self) -> list[Result]:
+        """Results that finished and wait to be taken, without waiting (what a cut-short run still has)."""
+        ready: list[Result] = []
+        while True:
+            try:
+                ready.append(self._results.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return ready
+
     def stop(self) -> None:
         """Stop reading and dispatching; in-flight requests finish within the grace period."""
         self._engine.request_stop()

@@ -2,8 +2,10 @@
 
 Writing. Each record is one JSON object on one line, appended with a single `write` and flushed to the OS
 as soon as its batch is written, so a killed process (even SIGKILL) loses at most the records it had not
-yet handed to the OS: the rows then in flight. `os.fsync` runs at most once a second and at close, which
-covers a machine crash up to that second without paying an fsync per row.
+yet handed to the OS: the rows then in flight. `os.fsync` runs at most once a second (the runner calls it
+in a worker thread) and at close, which covers a machine crash up to that second without paying an fsync
+per row. A failed write (a full disk, a closed pipe) raises once; a file is cut back to its last whole
+record, so it stays a report `--resume` reads. Opening, checking and locking the file is `reportfile`.
 
 Resuming. `load_resume()` reads an existing report and builds
   * the set of (project_id, id) that succeeded (a `SeenIndex`: compact at a million rows), and
@@ -11,13 +13,16 @@ Resuming. `load_resume()` reads an existing report and builds
     resumed run does not write a second record for them.
 A row whose last record is `failed` or `not_found` is sent again: the contract resumes everything that did
 not succeed. A success is never undone: once the API took the stop, sending it again is pointless.
-A torn last line (a kill in mid-write) is cut off and the file repaired; any other unreadable line, or a
-file that is not a bulkops report, is a `ReportError` (exit 2), never a silent overwrite.
+A torn last line (a kill in mid-write) is cut off and the file repaired, but only after at least one whole
+record; any other unreadable line, a record whose `line` is not 1..MAX_LINE, or a file that is not a
+bulkops report, is a `ReportError` (exit 2), never a silent overwrite.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import sys
@@ -28,7 +33,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bulkops.errors import ReportError
+from bulkops.linebits import LineBits
 from bulkops.models import Outcome, Result
+from bulkops.reportfile import ReportFile, check_path, open_report, os_reason, shown
 from bulkops.seen import SeenIndex
 
 FIELDS = (
@@ -46,6 +53,7 @@ FIELDS = (
     "finished_at",
 )
 _OUTCOMES = frozenset(o.value for o in Outcome)
+MAX_LINE = 2**31 - 1  # a record's line: 1-based, at most what `SeenIndex` stores; else not a record
 _TOOL_FINAL = frozenset({Outcome.INVALID.value, Outcome.SKIPPED.value})
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # `_dumps` on a str (ensure_ascii=False)
@@ -133,68 +141,109 @@ def record_line(result: Result) -> str:
 
 
 class ReportWriter:
-    """Appends records to a text stream, one line each, flushing every batch and fsyncing once a second."""
+    """Appends records to a stream, one line each: one write and one flush per batch; fsync when due.
 
-    def __init__(self, stream: IO[str], *, owns: bool = False, fsync_interval: float = 1.0) -> None:
+    `stream` is a text stream (standard output, a StringIO) or a binary one (the unbuffered report file that
+    `open` makes). A write that fails (a full disk, a closed pipe) raises ReportError once, with the reason;
+    a file is cut back to its last whole record, so that `--resume` reads it as it stands, and nothing more
+    is written. `sync()` (the fsync, at most once per `fsync_interval` by `sync_due()`) is separate from
+    the write so that a caller on an event loop can run it in a thread.
+    """
+
+    def __init__(
+        self, stream: IO[Any], *, owns: bool = False, fsync_interval: float = 1.0, name: str = "the report"
+    ) -> None:
         self._stream = stream
         self._owns = owns
+        self._text = isinstance(stream, io.TextIOBase)
         self._fsync_interval = fsync_interval
         self._last_sync = time.monotonic()
+        self.name = name
         try:
             self._fd: int | None = stream.fileno()
         except (OSError, ValueError, AttributeError):
             self._fd = None
+        self._good: int | None = None  # bytes of whole records in a binary file: where a failure cuts back to
+        if not self._text and self._fd is not None:
+            with contextlib.suppress(OSError):
+                self._good = os.fstat(self._fd).st_size
+        self.failed: str | None = None
         self.written = 0
 
     @classmethod
     def open(cls, path: str, *, append: bool) -> ReportWriter:
-        """Open the report at `path` (`-` is standard output); ReportError with one line if impossible.
+        """Open, check and lock the report at `path` (`-`: standard output); ReportError with one line if not.
 
         Without `append`, an existing non-empty report is refused rather than overwritten: it may be the
-        checkpoint of an earlier run (use --resume, or another --report).
+        checkpoint of an earlier run (use --resume, or another --report). See `bulkops.reportfile`.
         """
-        if path == "-":
-            return cls(sys.stdout, owns=False)
-        p = Path(path)
-        if p.is_dir():
-            raise ReportError(f"--report {path} is a directory")
-        if not append and p.exists() and p.stat().st_size > 0:
-            raise ReportError(
-                f"--report {path} already exists; use --resume to continue it, or choose another path"
-            )
-        try:
-            stream = open(p, "a", encoding="utf-8", newline="\n")  # noqa: SIM115 - owned by the writer
-        except FileNotFoundError as exc:
-            raise ReportError(f"cannot write --report {path}: directory does not exist") from exc
-        except PermissionError as exc:
-            raise ReportError(f"cannot write --report {path}: permission denied") from exc
-        except OSError as exc:
-            raise ReportError(f"cannot write --report {path}: {exc.strerror or exc}") from exc
-        return cls(stream, owns=True)
+        return cls.on(open_report(path, append=append))
+
+    @classmethod
+    def on(cls, report: ReportFile) -> ReportWriter:
+        """A writer for a report file `open_report` opened (and locked); it closes the file."""
+        if report.is_stdout:
+            return cls(report.stream, name="to standard output")
+        return cls(report.stream, owns=True, name=shown(report.path))
 
     def write_many(self, results: Iterable[Result]) -> None:
-        """Append a batch of records with one write and one flush."""
+        """Append a batch of records with one write and one flush; ReportError when it cannot."""
+        if self.failed is not None:
+            raise ReportError(self.failed)
         lines = [record_line(r) + "\n" for r in results]
         if not lines:
             return
         text = "".join(lines)
         try:
-            self._stream.write(text)
-            self._stream.flush()
-        except OSError as exc:
-            raise ReportError(f"cannot write the report: {exc.strerror or exc}") from exc
+            if self._text:
+                self._stream.write(text)
+                self._stream.flush()
+            else:
+                data = text.encode("utf-8")
+                self._write_all(data)
+                if self._good is not None:
+                    self._good += len(data)
+        except (OSError, ValueError) as exc:
+            raise self._fail(exc) from exc
         self.written += len(lines)
-        now = time.monotonic()
-        if self._fd is not None and now - self._last_sync >= self._fsync_interval:
-            self._sync()
-            self._last_sync = now
 
     def write(self, result: Result) -> None:
         """Append one record."""
         self.write_many((result,))
 
-    def _sync(self) -> None:
-        if self._fd is None:
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._stream.write(view)
+            if n is None:  # a non-blocking file that is full for now: never the report's own file
+                raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            view = view[n:]
+
+    def _fail(self, exc: BaseException) -> ReportError:
+        """Remember the failure, cut a file back to its last whole record; the error to raise."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.failed = f"cannot write the report {self.name}: {reason}"
+        if self._good is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.truncate(self._good)
+        elif self._stream is sys.stdout and self._fd is not None:
+            # A closed pipe or a full device: send what the text layer still holds to /dev/null, so that
+            # the interpreter's own flush at exit does not fail again ("Exception ignored ... Broken pipe").
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._fd)
+                os.close(devnull)
+            self._fd = None
+        return ReportError(self.failed)
+
+    def sync_due(self) -> bool:
+        """True when the last fsync is `fsync_interval` old (and the stream can be synced at all)."""
+        return self._fd is not None and time.monotonic() - self._last_sync >= self._fsync_interval
+
+    def sync(self) -> None:
+        """fsync the report (blocking: callers on an event loop run it in a thread)."""
+        self._last_sync = time.monotonic()
+        if self._fd is None or self.failed is not None:
             return
         try:
             os.fsync(self._fd)
@@ -202,12 +251,14 @@ class ReportWriter:
             self._fd = None  # a pipe or a terminal: nothing to sync
 
     def close(self) -> None:
-        """Flush, fsync and (if it opened the file) close."""
-        with contextlib.suppress(OSError, ValueError):
-            self._stream.flush()
-        self._sync()
+        """Flush, fsync and (if it opened the file) close; never raises (a write raised any failure)."""
+        if self._text and self.failed is None:
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.flush()
+        self.sync()
         if self._owns:
-            self._stream.close()
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.close()
 
 
 @dataclass
@@ -215,21 +266,17 @@ class ResumeState:
     """What an earlier report says is already done."""
 
     succeeded: SeenIndex = field(default_factory=SeenIndex)
-    final_lines: bytearray = field(default_factory=bytearray)
+    final_lines: LineBits = field(default_factory=LineBits)
     records: int = 0
     repaired: bool = False
 
     def line_done(self, line: int) -> bool:
         """True when `line` already has a tool-made final record (invalid, skipped)."""
-        byte = line >> 3
-        return byte < len(self.final_lines) and bool(self.final_lines[byte] & (1 << (line & 7)))
+        return line in self.final_lines
 
     def mark_line(self, line: int) -> None:
         """Remember that `line` has a tool-made final record."""
-        byte = line >> 3
-        if byte >= len(self.final_lines):
-            self.final_lines.extend(bytes(byte + 1 - len(self.final_lines) + 1024))
-        self.final_lines[byte] |= 1 << (line & 7)
+        self.final_lines.add(line)
 
     def done(self, project_id: str, instance_id: str) -> bool:
         """True when (project_id, id) succeeded in the earlier report."""
@@ -245,7 +292,8 @@ def parse_record(raw: bytes | str) -> dict[str, Any] | None:
     if (
         not isinstance(obj, dict)
         or obj.get("outcome") not in _OUTCOMES
-        or not isinstance(obj.get("line"), int)
+        or type(obj.get("line")) is not int
+        or not 1 <= obj["line"] <= MAX_LINE
         or not isinstance(obj.get("attempts", 0), int)
         or not isinstance(obj.get("elapsed_ms", 0), int)
     ):
@@ -256,45 +304,47 @@ def parse_record(raw: bytes | str) -> dict[str, Any] | None:
 def load_resume(path: str) -> ResumeState:
     """Read the report at `path` for --resume; a missing or empty file means a fresh start.
 
-    Repairs a torn last line in place. ReportError when the file is not a bulkops report.
+    Repairs a torn last line in place, but only after at least one whole record: a file that holds no
+    record is not a report, whatever its last line. ReportError when the file is not a bulkops report.
     """
     state = ResumeState()
-    p = Path(path)
     if path == "-":
         raise ReportError("--resume needs a report file, not standard output")
-    if not p.exists():
+    if not check_path(path):
         return state
-    if p.is_dir():
-        raise ReportError(f"--report {path} is a directory")
+    p = Path(path)
     try:
         fh = open(p, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
-        raise ReportError(f"cannot read --report {path} to resume: {exc.strerror or exc}") from exc
+        raise ReportError(f"cannot read --report {shown(path)} to resume: {os_reason(exc)}") from exc
     good_end = 0
     torn = False
-    with fh:
-        for number, raw in enumerate(fh, start=1):
-            complete = raw.endswith(b"\n")
-            if not raw.strip():
-                good_end += len(raw)
-                continue
-            obj = parse_record(raw)
-            if obj is None:
-                if not complete:
-                    torn = True
-                    break
-                if state.records == 0:
+    try:
+        with fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    good_end += len(raw)
+                    continue
+                obj = parse_record(raw)
+                complete = raw.endswith(b"\n")
+                if obj is None:
+                    if state.records == 0:
+                        raise ReportError(
+                            f"--report {shown(path)} is not a bulkops report (line {number} is not a record)"
+                        )
+                    if not complete:
+                        torn = True
+                        break
                     raise ReportError(
-                        f"--report {path} is not a bulkops report (line {number} is not a record)"
+                        f"--report {shown(path)} line {number} is not a bulkops record; fix or move it"
                     )
-                raise ReportError(f"--report {path} line {number} is not a bulkops record; fix or move it")
-            if not complete:
-                torn = True  # a whole record without its newline: keep it, add the newline
                 good_end += len(raw)
                 _apply(state, obj)
-                break
-            good_end += len(raw)
-            _apply(state, obj)
+                if not complete:
+                    torn = True  # a whole record without its newline: keep it, add the newline
+                    break
+    except OSError as exc:
+        raise ReportError(f"cannot read --report {shown(path)} to resume: {os_reason(exc)}") from exc
     if torn:
         _repair(p, good_end)
         state.repaired = True
@@ -323,4 +373,4 @@ def _repair(p: Path, good_end: int) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        raise ReportError(f"cannot repair the torn last line of {p}: {exc.strerror or exc}") from exc
+        raise ReportError(f"cannot repair the torn last line of {shown(str(p))}: {os_reason(exc)}") from exc

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.errors import ReportError
+from bulkops.linebits import LineBits
 from bulkops.models import DUPLICATE, Outcome
 from bulkops.report import parse_record
 from bulkops.seen import SeenIndex
@@ -113,7 +114,7 @@ class Summary:
     last_at: dt.datetime | None = None
     repeated_lines: int = 0
     _slowest: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)
-    _lines: bytearray = field(default_factory=bytearray)
+    _lines: LineBits = field(default_factory=LineBits)
 
     def add(self, rec: dict[str, Any]) -> None:
         """Count one record."""
@@ -149,14 +150,8 @@ class Summary:
                 heapq.heapreplace(self._slowest, item)
 
     def _mark_line(self, line: int) -> None:
-        if line < 0:
-            return
-        byte, bit = line >> 3, 1 << (line & 7)
-        if byte >= len(self._lines):
-            self._lines.extend(bytes(byte + 1 - len(self._lines) + 4096))
-        if self._lines[byte] & bit:
+        if line >= 0 and self._lines.add(line):
             self.repeated_lines += 1
-        self._lines[byte] |= bit
 
     @property
     def succeeded(self) -> int:

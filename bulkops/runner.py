@@ -2,17 +2,21 @@
 
 The engine knows nothing of files, terminals or signals; this module wires them around it:
 
-* the report writer consumes the engine's results in batches (one write and one flush per batch);
-* SIGINT or SIGTERM once: `Run.stop()` (finish in-flight within the grace period, exit 130);
-  a second SIGINT: cancel at once; either way the report is flushed and the summary printed;
+* the report writer consumes the engine's results in batches (one write and one flush per batch; the
+  fsync, when due, in a worker thread); the summary counts what was written (`RunStats.tally`), so it is
+  exactly the report, however the run ends;
+* SIGINT or SIGTERM once (or a burst within a second, see `interrupts`): `Run.stop()` (finish in-flight
+  within the grace period, exit 130); a later signal: cancel at once. Either way the results already
+  finished are written, the report flushed and the summary printed;
+* a write error (a full disk, a closed pipe): `Run.stop()` as for a signal, the rows that finish after it
+  are counted as not recorded, exit 1 (docs/reliability.md);
 * the summary goes to stderr, the exit code follows the contract.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -20,6 +24,8 @@ import anyio
 import structlog
 
 from bulkops.engine import Run, stop_instances
+from bulkops.errors import ReportError
+from bulkops.interrupts import Interrupts
 from bulkops.models import Result, Target
 from bulkops.options import Options
 from bulkops.report import ReportWriter, ResumeState
@@ -36,16 +42,51 @@ class Observer:
     close: Callable[[RunStats], None] = lambda _s: None
 
 
-async def _signals(run: Run, scope: anyio.CancelScope, stats: RunStats) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-        async for signum in received:
-            stats.interrupted = True
-            if run.stopping:
-                log.warning("bulkops.run.abort", signal=signal.Signals(signum).name)
-                scope.cancel()
-                return
-            log.warning("bulkops.run.interrupt", signal=signal.Signals(signum).name)
+class _Recorder:
+    """Writes each batch, counts what reached the report, and turns a write error into a graceful stop."""
+
+    def __init__(self, writer: ReportWriter, stats: RunStats, observer: Observer) -> None:
+        self.writer = writer
+        self.stats = stats
+        self.observer = observer
+
+    def record(self, batch: list[Result], run: Run) -> None:
+        """Write `batch` (synchronous: also usable while the run is being cancelled)."""
+        stats = self.stats
+        if stats.write_error is not None:
+            stats.unrecorded += len(batch)
+            return
+        try:
+            self.writer.write_many(batch)
+        except ReportError as exc:
+            stats.write_error = str(exc)
+            stats.unrecorded += len(batch)
+            log.warning("bulkops.report.write_failed", error=str(exc), unrecorded=len(batch))
             run.stop()
+            return
+        for result in batch:
+            stats.tally(result)
+        self.observer.on_results(batch, stats)
+
+    async def sync_if_due(self) -> None:
+        """fsync the report off the event loop, at most once per the writer's interval."""
+        if self.writer.sync_due():
+            await anyio.to_thread.run_sync(self.writer.sync)
+
+
+async def _next_batch(results: AsyncIterator[Result], run: Run) -> list[Result] | None:
+    """The next results: waits for one, takes what else is ready; None when the engine closed the stream.
+
+    The wait is shielded. An abort cancels the engine, whose tasks then close the stream; until then this
+    keeps taking results, so that none is dropped in hand (a result handed to a cancelled receiver is lost)
+    and everything the engine finished is written.
+    """
+    with anyio.CancelScope(shield=True):
+        try:
+            first = await anext(results)
+        except StopAsyncIteration:
+            return None
+    return [first, *run.take_ready()]
 
 
 async def run_stop(
@@ -57,21 +98,38 @@ async def run_stop(
     observer: Observer | None = None,
     summary_stream: TextIO | None = None,
     handle_signals: bool = True,
+    interrupts: Interrupts | None = None,
 ) -> RunStats:
-    """Run the stop, writing every result to `writer`; returns the final counters."""
+    """Run the stop, writing every result to `writer`; returns the final counters.
+
+    Signals are handled through `interrupts` (the command line's, installed when it started); with
+    `handle_signals` and none given, handlers are installed for the length of the run.
+    """
     observer = observer or Observer()
-    stats = RunStats()
+    stats = RunStats(tallied_by_writer=True)
+    recorder = _Recorder(writer, stats, observer)
+    own = None
+    if handle_signals and interrupts is None:
+        interrupts = own = Interrupts()
+        own.install()
     try:
-        async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:  # cancelled by an abort: the engine's tasks end at once
             async with stop_instances(items, options, resume=resume, stats=stats) as run:
-                if handle_signals:
-                    tg.start_soon(_signals, run, tg.cancel_scope, stats)
-                async for batch in run.batches():
-                    writer.write_many(batch)
-                    observer.on_results(batch, stats)
-            tg.cancel_scope.cancel()
+                if interrupts is not None:
+                    interrupts.attach(on_interrupt=lambda _: run.stop(), on_abort=lambda _: scope.cancel())
+                results = aiter(run)
+                while (batch := await _next_batch(results, run)) is not None:
+                    recorder.record(batch, run)
+                    with anyio.CancelScope(shield=True):
+                        await recorder.sync_if_due()
+        stats.interrupted = stats.interrupted or (interrupts is not None and interrupts.received)
     finally:
-        writer.close()
+        if interrupts is not None:
+            interrupts.detach()
+        if own is not None:
+            own.uninstall()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(writer.close)
         observer.close(stats)
         out = summary_stream if summary_stream is not None else sys.stderr
         print(stats.render(), file=out, flush=True)

@@ -42,9 +42,19 @@ class RunStats:
     learned_rates: dict[str, float] = field(default_factory=dict)
     """Rates learned from 429s (project id, or "*" for the credential's shared quota), requests/s."""
     interrupted: bool = False
+    #: True when the consumer counts what it has written (the CLI's runner calls `tally` per record), so that
+    #: the summary is exactly the report even when a run is cut short; the engine's `count` is then ignored.
+    tallied_by_writer: bool = False
+    write_error: str | None = None  # why the report could not be written: the run stopped sending (exit 1)
+    unrecorded: int = 0  # results that came after a write error: not in the report, sent again by --resume
 
     def count(self, result: Result) -> None:
-        """Count one final record."""
+        """Count one final record (the engine's call, as each result is emitted)."""
+        if not self.tallied_by_writer:
+            self.tally(result)
+
+    def tally(self, result: Result) -> None:
+        """Count one final record, whoever calls."""
         self.rows += 1
         outcome = result.outcome.value
         self.outcomes[outcome] += 1
@@ -71,11 +81,14 @@ class RunStats:
         return self.rows - self.succeeded
 
     def exit_code(self) -> int:
-        """0 when every row succeeded, 1 otherwise, 130 when interrupted.
+        """0 when every row succeeded, 1 otherwise (or when the report could not be written), 130 when
+        interrupted.
 
         With --resume, rows the earlier report already judged invalid or skipped still count as not
         succeeded, so a resumed run's exit status speaks for the whole input, not just the rows it sent.
         """
+        if self.write_error is not None:
+            return EXIT_FAILED
         if self.interrupted:
             return EXIT_INTERRUPTED
         return EXIT_OK if self.unsuccessful == 0 and self.resumed_unsuccessful == 0 else EXIT_FAILED
@@ -99,6 +112,8 @@ class RunStats:
             "duration_s": round(duration, 3),
             "requests_per_s": round(self.requests / duration, 1) if duration > 0 else 0.0,
             "interrupted": self.interrupted,
+            "write_error": self.write_error,
+            "unrecorded": self.unrecorded,
         }
 
     def render(self, *, max_projects: int = 20) -> str:
@@ -106,6 +121,8 @@ class RunStats:
         d = self.as_dict()
         title = "bulkops stop"
         state = " (interrupted: run again with --resume to continue)" if self.interrupted else ""
+        if self.write_error is not None:
+            state = " (stopped: the report could not be written; run again with --resume once it can be)"
         lines = [f"{title}: {self.rows} rows in {d['duration_s']:.1f}s{state}"]
         outcomes = ", ".join(f"{k} {v}" for k, v in d["outcomes"].items()) or "none"
         lines.append(f"  outcomes: {outcomes}")
@@ -113,6 +130,8 @@ class RunStats:
             f"  requests: {self.requests} ({self.retries} retries, {self.throttled} throttled), "
             f"{d['requests_per_s']}/s"
         )
+        if self.unrecorded:
+            lines.append(f"  not in the report: {self.unrecorded} rows that finished after the write error")
         if self.resumed_skips:
             lines.append(f"  resumed: {self.resumed_skips} rows already done in the report, not sent")
         if self.circuits_opened:

@@ -353,7 +353,7 @@ def arrange(case: Case, tmp_path: Path, sim: Simulator, monkeypatch: pytest.Monk
     elif setup == "report-missing-dir":
         report = tmp_path / "no" / "such" / "dir" / "r.jsonl"
     elif setup == "report-read-only":
-        _deny(report, "bulkops.report", monkeypatch)
+        _deny(report, "bulkops.reportfile", monkeypatch)
     elif setup == "report-is-dir":
         report = tmp_path / "out"
     elif setup == "report-exists":

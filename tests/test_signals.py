@@ -10,12 +10,14 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from _reliability import SimThread, cli_env, count_lines, kill, spawn
 
+from bulkops.interrupts import Burst, Decision
 from bulkops.simulator import FaultShares, InventorySpec, Limit, SimulatorConfig, write_csv
 
 GRACE = 10.0  # Options.grace, the CLI's default
@@ -105,7 +107,7 @@ def test_second_sigint_ends_at_once(tmp_path: Path) -> None:
             )
             wait_until(lambda: count_lines(report) >= 1, 10, "a first record")
             proc.send_signal(signal.SIGINT)
-            time.sleep(1.0)
+            time.sleep(1.5)  # more than the 1 s within which a second signal is the same request
             assert proc.poll() is None, "the first SIGINT must wait for in-flight requests (grace period)"
             second = time.monotonic()
             proc.send_signal(signal.SIGINT)
@@ -116,3 +118,90 @@ def test_second_sigint_ends_at_once(tmp_path: Path) -> None:
     check_interrupted(proc, report, err, rows)
     assert took < GRACE - 1  # it did not sit out the grace period, let alone the two-minute hang
     assert "bulkops.run.abort" in err.decode()
+
+
+def records_of(report: Path) -> list[dict[str, object]]:
+    """Every record of a report (none when it does not exist)."""
+    return [json.loads(line) for line in report.read_bytes().splitlines()] if report.exists() else []
+
+
+def test_two_sigterms_at_once_are_one_graceful_stop(tmp_path: Path) -> None:
+    """Two SIGTERMs 50 ms apart(as `timeout` sends) are one graceful stop: every stop sent is recorded."""
+    rows = 300
+    config = SimulatorConfig(seed=5, inventory=fleet(rows, 5), auth_enabled=False, latency=0.4)
+    csv_path, report = tmp_path / "in.csv", tmp_path / "r.jsonl"
+    thread = SimThread(config)
+    with thread as sim:
+        write_csv(sim.inventory, csv_path)
+        args = ["stop", str(csv_path), "--endpoint", sim.url, "--yes", "--report", str(report)]
+        proc = spawn([*args, "--rate", "100", "--concurrency", "8", "--log-format", "json"], cli_env())
+        try:
+            wait_until(lambda: count_lines(report) >= 8 or proc.poll() is not None, 30, "8 report lines")
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=GRACE + 10)
+        finally:
+            kill(proc)
+        log = thread.snapshot()
+    check_interrupted(proc, report, err, rows)
+    assert "bulkops.run.abort" not in err.decode()
+    sent = {r.id for r in log if r.method == "PUT"}
+    recorded = {str(r["id"]) for r in records_of(report)}
+    assert sent == recorded  # the stops in flight at the signals were finished and recorded
+
+
+def _blocked_on_stdin(pid: int) -> bool:
+    """True when process `pid` waits in read(2) on its standard input (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return len(fields) > 1 and fields[0] == "0" and int(fields[1], 16) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/syscall").exists(), reason="needs Linux /proc/PID/syscall")
+@pytest.mark.parametrize("signals", [1, 2], ids=["one SIGTERM", "two SIGTERMs"])
+def test_sigterm_before_the_run_starts_exits_130_with_summary(tmp_path: Path, signals: int) -> None:
+    """SIGTERM while bulkops is still starting (waiting for its first input row): exit 130, summary, nothing
+    sent, no traceback, rather than death by the signal."""
+    config = SimulatorConfig(seed=6, inventory=fleet(4, 6), auth_enabled=False)
+    report = tmp_path / "r.jsonl"
+    thread = SimThread(config)
+    with thread as sim:
+        args = ["stop", "-", "--endpoint", sim.url, "--yes", "--report", str(report), "--log-format", "json"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bulkops", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+        )
+        try:
+            assert proc.stdin is not None
+            wait_until(lambda: _blocked_on_stdin(proc.pid) or proc.poll() is not None, 30, "a read on stdin")
+            for _ in range(signals):
+                proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            kill(proc)
+        log = thread.snapshot()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    assert "bulkops stop: 0 rows" in text and "interrupted: run again with --resume" in text
+    assert log == []
+    assert records_of(report) == []
+
+
+def test_signals_within_a_second_of_the_first_are_one_request() -> None:
+    """A burst of signals (within 1 s of the first) asks for one graceful stop; a later one aborts; then
+    nothing more happens (decisions on a fake clock)."""
+    burst = Burst(window=1.0)
+    assert burst.decide(100.0) is Decision.INTERRUPT
+    assert burst.decide(100.0) is Decision.SAME
+    assert burst.decide(100.999) is Decision.SAME
+    assert burst.decide(101.0) is Decision.ABORT
+    assert burst.decide(101.001) is Decision.IGNORED
+    assert burst.decide(500.0) is Decision.IGNORED
