@@ -95,6 +95,7 @@ class AdaptiveBucket(TokenBucket):
         self._bucket_count = 0
         self._first_take: float | None = None
         self._taken = 0
+        self._ok_total = 0
         self.decreases = 0
         """How many 429s counted as a decrease (for logs and tests)."""
 
@@ -179,6 +180,7 @@ class AdaptiveBucket(TokenBucket):
         True when the rate (or the window) rose enough to be worth a log line (`bulkops.rate.raised`).
         """
         self._answered()
+        self._ok_total += 1
         if self._window != math.inf:
             self._window += SLOW_START_GROWTH
             if self._window >= self._capacity:
@@ -212,6 +214,7 @@ class AdaptiveBucket(TokenBucket):
         stated one (a shared policy's hint goes to the credential's bucket instead).
         """
         self._answered()
+        first = self._window != math.inf
         self._window = math.inf  # slow start is over: the limit is found
         self._quiet_since = now
         self._lift = LIFT_STEP
@@ -219,7 +222,15 @@ class AdaptiveBucket(TokenBucket):
             return True
         if now < self._hold_until or (sent_at is not None and sent_at < self._decreased_at):
             return False
-        self._w_max = max(self._floor, self._sending_rate(now))
+        if first and self._first_take is not None:
+            # The first 429 of a slow start: the window's pace says little (it outran the limit by far).
+            # What got through so far is the server's bucket (one second's worth, a gateway's usual
+            # window) plus its refill since: per (1 s + the time so far), the limit.
+            when = now if sent_at is None else sent_at
+            base = self._ok_total / (1.0 + max(0.0, when - self._first_take))
+        else:
+            base = self._sending_rate(now)
+        self._w_max = max(self._floor, base)
         self._set_rate(now, BETA * self._w_max)
         self._drain(now)
         self._decreased_at = now
