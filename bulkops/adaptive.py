@@ -54,7 +54,7 @@ HOLD = 0.5
 #: Share of a hinted limit the bucket aims at.
 HINT_SAFETY = 0.97
 #: Requests a probing project may have unanswered at first.
-INITIAL_WINDOW = 4.0
+INITIAL_WINDOW = 3.0
 #: How much each success widens the slow-start window (0.5: about 1.5x per round trip).
 SLOW_START_GROWTH = 0.5
 #: Seconds a full slow-start window waits before the scheduler asks again (an answer usually comes first:

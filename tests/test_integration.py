@@ -148,3 +148,42 @@ async def test_results_are_streamed_before_the_run_ends() -> None:
                     )
         assert seen_before_end and seen_before_end[0] < 60
         assert run.stats.outcomes == {"accepted": 60}
+
+
+@pytest.mark.slow
+def test_limits_far_below_rate_fail_no_row_through_the_cli(tmp_path: Path) -> None:
+    """Issue 11's case: 4 projects limited to 5, 10, 25, 50/s, `bulkops stop --rate 100 --burst 100` with
+    the default retry policy: every row accepted, exit 0, and 429s a small share of the requests."""
+    from bulkops.simulator.inventory import make_inventory
+    from _reliability import SimThread, cli_env, spawn
+
+    limits = (5, 10, 25, 50)
+    spec = InventorySpec(projects=4, instances_per_project=500, status_mix={"RUNNING": 1.0}, seed=11)
+    projects = make_inventory(spec).project_ids
+    config = SimulatorConfig(
+        seed=11,
+        inventory=spec,
+        auth_enabled=False,
+        latency=0.05,
+        project_limits={p: Limit(n) for p, n in zip(projects, limits, strict=True)},
+    )
+    csv = tmp_path / "fleet.csv"
+    lines = ["project_id,id"]
+    inventory = make_inventory(spec)
+    for p, n in zip(projects, limits, strict=True):  # ten seconds of each project's limit
+        lines += [f"{p},{i}" for (i, _s), _ in zip(inventory.iter_instances(p), range(10 * n), strict=False)]
+    csv.write_text("\n".join(lines) + "\n")
+    report = tmp_path / "report.jsonl"
+    with SimThread(config) as sim:
+        proc = spawn(
+            ["stop", str(csv), "--endpoint", sim.url, "--rate", "100", "--burst", "100", "--yes",
+             "--report", str(report)],
+            cli_env(),
+        )  # fmt: skip
+        _out, err = proc.communicate(timeout=90)
+        totals = sim.stats.totals()
+        requests, throttled = totals.requests, totals.throttled
+    assert proc.returncode == 0, err.decode()[-2000:]
+    outcomes = Counter(json.loads(line)["outcome"] for line in report.read_text().splitlines())
+    assert outcomes == {"accepted": 900}
+    assert throttled <= 0.05 * requests, (throttled, requests)
