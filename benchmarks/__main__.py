@@ -1,11 +1,12 @@
 """`python -m benchmarks SCENARIO`: run scenarios side by side, print a table, write JSON and plots.
 
-    python -m benchmarks all          # every scenario at the issue's sizes (about 5 minutes)
-    python -m benchmarks cpu          # one of: rate adaptive latency cpu signing memory startup
+    python -m benchmarks all          # every scenario at the issue's sizes (about 10 minutes)
+    python -m benchmarks cpu          # one of: rate adaptive throttle latency cpu signing memory startup
     python -m benchmarks smoke        # everything tiny, in seconds (CI); its figures mean nothing
 
 Servers run in their own process pinned to CPU 0, clients in theirs pinned to CPU 1. Output goes to
-benchmarks/results/ (or --out): <name>.json, <name>.md (the table), <name>-timeline.png, <name>-ratios.png.
+benchmarks/results/ (or --out): <name>.json, <name>.md (the table), <name>-timeline.png, <name>-ratios.png,
+and <case>-rates.png per `throttle` case (the learned rate per project over time; benchmarks/throttle.py).
 The exit status is 0 whether or not targets are met (benchmarks measure, they do not gate); --check
 makes it 1 when a target is missed.
 """
@@ -20,14 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import output, scenarios
+from benchmarks import output, scenarios, throttle
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = {**scenarios.SCENARIOS, "throttle": throttle.scenario_throttle}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=[*scenarios.SCENARIOS, "all", "smoke"])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all", "smoke"])
     parser.add_argument("--out", type=Path, default=RESULTS, help="where JSON, table and plots go")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -37,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "smoke":
         chosen = [scenarios.scenario_smoke]
     elif args.scenario == "all":
-        chosen = list(scenarios.SCENARIOS.values())
+        chosen = list(SCENARIOS.values())
     else:
-        chosen = [scenarios.SCENARIOS[args.scenario]]
+        chosen = [SCENARIOS[args.scenario]]
 
     started = time.time()
     results: list[dict[str, Any]] = []
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     name = args.scenario
     args.out.mkdir(parents=True, exist_ok=True)
     text = output.table(results)
+    extra = throttle.details(results)
+    if extra:
+        text += "\n\n" + extra
     payload = {
         "name": name,
         "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
@@ -63,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     output.write_json(args.out / f"{name}.json", payload)
     (args.out / f"{name}.md").write_text(text + "\n", encoding="utf-8")
-    plots = [] if args.no_plot else output.plot(results, args.out, name)
+    plots: list[Path] = []
+    if not args.no_plot:
+        plots = output.plot(results, args.out, name) + throttle.plot_rates(results, args.out)
     m = payload["machine"]
     print(f"\n{m['cpu']}, {m['cpus']} CPUs, Python {m['python']}, aiohttp {m['aiohttp']}")
     print(text)

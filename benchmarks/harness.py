@@ -254,12 +254,14 @@ def report_metrics(path: Path) -> dict[str, Any]:
     }
 
 
-def bulkops_stop(csv: Path, url: str, report: Path, *, rate: float, concurrency: int) -> list[str]:
-    """The command line of a bulkops run, as a user types it."""
+def bulkops_stop(
+    csv: Path, url: str, report: Path, *, rate: float, concurrency: int, log_level: str = "warning"
+) -> list[str]:
+    """The command line of a bulkops run, as a user types it (`log_level` debug: the rate changes too)."""
     return [
         *BULKOPS, "stop", str(csv), "--endpoint", url, "--rate", f"{rate:g}",
         "--concurrency", str(concurrency), "--report", str(report), "--yes", "--no-progress",
-        "--log-level", "warning", "--log-format", "json",
+        "--log-level", log_level, "--log-format", "json",
     ]  # fmt: skip
 
 

@@ -42,6 +42,7 @@ class Size:
     rounds: int = 5
     sign_iterations: int = 20_000
     startup_repeats: int = 5
+    throttle_seconds: float = 30.0  # each project's rows in `throttle`: this many seconds of its own limit
     timeout: float = 600.0
 
 
@@ -56,6 +57,7 @@ SMOKE = Size(
     rounds=1,
     sign_iterations=500,
     startup_repeats=1,
+    throttle_seconds=2.0,
     timeout=60.0,
 )
 
@@ -572,8 +574,10 @@ def scenario_startup(work: Path, size: Size) -> list[dict[str, Any]]:
 
 def scenario_smoke(work: Path, size: Size) -> list[dict[str, Any]]:
     """Every scenario at a tiny size: proves the harness works; its figures mean nothing."""
+    from benchmarks.throttle import scenario_throttle  # imports this module: imported when called
+
     results: list[dict[str, Any]] = []
-    for fn in (scenario_signing, scenario_startup, scenario_cpu, scenario_rate):
+    for fn in (scenario_signing, scenario_startup, scenario_cpu, scenario_rate, scenario_throttle):
         results.extend(fn(work, size))
     return results
 

@@ -154,8 +154,9 @@ async def test_results_are_streamed_before_the_run_ends() -> None:
 def test_limits_far_below_rate_fail_no_row_through_the_cli(tmp_path: Path) -> None:
     """Issue 11's case: 4 projects limited to 5, 10, 25, 50/s, `bulkops stop --rate 100 --burst 100` with
     the default retry policy: every row accepted, exit 0, and 429s a small share of the requests."""
-    from bulkops.simulator.inventory import make_inventory
     from _reliability import SimThread, cli_env, spawn
+
+    from bulkops.simulator.inventory import make_inventory
 
     limits = (5, 10, 25, 50)
     spec = InventorySpec(projects=4, instances_per_project=500, status_mix={"RUNNING": 1.0}, seed=11)

@@ -1,4 +1,4 @@
-"""Throttling is pacing, never failure: the engine against a gateway with limits it is not told, on a fake clock.
+"""Throttling is pacing, never failure: the engine against a gateway whose limits it is not told (fake clock).
 
 Every test runs with the default `RetryPolicy` (budget, --max-attempts) and the default
 `--throttle-timeout`: the point is what users get, not what a raised budget hides. The gateway here is a
@@ -83,7 +83,10 @@ class Gateway:
         if self.stated is not None:
             msg = self.stated
         elif self.hints:
-            msg = f"The throttling threshold has been reached: policy {policy} over ratelimit,limit:{limit:g},time:1 {unit}"
+            msg = (
+                "The throttling threshold has been reached: "
+                f"policy {policy} over ratelimit,limit:{limit:g},time:1 {unit}"
+            )
         else:
             msg = "The throttling threshold has been reached"
         retry_after = float(max(1, math.ceil(wait))) if self.retry_after else None
