@@ -93,8 +93,13 @@ def render_line(
     order = [*_LABELS, *sorted(set(outcomes) - set(_LABELS))]
     counts = " ".join(f"{_LABELS.get(k, k)} {outcomes[k]}" for k in order if outcomes.get(k))
     traffic = f"429s {stats.throttled} retries {stats.retries}"
+    learned = stats.learned_rates
+    slowed = ""
+    if learned:  # the slowest learned rate and how many projects run below --rate
+        project, slowest = min(learned.items(), key=lambda kv: kv[1])
+        slowed = f"slowed {len(learned)} ({project[:8]} {slowest:.3g}/s)"
     # Lowest priority first: drop from the front until the line fits.
-    optional = [traffic, counts]
+    optional = [slowed, traffic, counts]
     while True:
         parts = [head, speed, eta]
         line = " ".join(parts)
