@@ -25,6 +25,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 from types import TracebackType
@@ -45,10 +46,13 @@ from bulkops.auth import (
 from bulkops.deadlines import Deadlines
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
+from bulkops.redact import Redactor
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
 USER_AGENT = "bulkops/0.1"
 _MAX_BODY = 1 << 20
+_MSG_CHARS = 500  # of an error message, in a Reply
+_MSG_KEPT = 4 * _MSG_CHARS  # read from the answer: credentials are cut out before the message is cut
 
 
 def request_path(project_id: str, instance_id: str, action: str = "") -> str:
@@ -161,7 +165,7 @@ def _parse(status: int, body: bytes, request_id: str | None, retry_after: str | 
         status,
         status=st if isinstance(st, str) else None,
         error_code=code if isinstance(code, str) else None,
-        error_msg=msg[:500] if isinstance(msg, str) else None,
+        error_msg=msg[:_MSG_KEPT] if isinstance(msg, str) else None,
         request_id=request_id,
         retry_after=retry,
     )
@@ -191,6 +195,8 @@ class DevServerClient:
         self._host = host if url.explicit_port is None else f"{host}:{url.explicit_port}"
         self._credentials = credentials
         self._signer = signer_for(credentials)
+        # Every credential is cut out of what the server says (it may echo the request back).
+        self._secrets = Redactor(credentials.secrets()) if credentials is not None else None
         # The attempt's timeout is kept by `Deadlines` (one sweeping timer for all requests in flight);
         # aiohttp's own would arm a timer per request.
         self._deadlines = Deadlines(timeout)
@@ -262,29 +268,87 @@ class DevServerClient:
         url = URL(self._base + path, encoded=True)
         deadlines = self._deadlines
         attempt = deadlines.arm()
+        status = 0  # the answer's status once its head has arrived: a 2xx is final from then on
         try:
             async with session.request(method, url, headers=headers, allow_redirects=False) as resp:
-                body = await resp.content.read(_MAX_BODY)
-                return _parse(
-                    resp.status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
+                status = resp.status
+                content = resp.content
+                body = await content.read(_MAX_BODY)  # what has arrived: usually the whole answer
+                if body and not content.at_eof():
+                    body = await _read_rest(content, body)
+                reply = _parse(
+                    status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
                 )
+            if self._secrets is not None:
+                return self._scrub(reply, headers)
+            msg = reply.error_msg
+            if msg is not None and len(msg) > _MSG_CHARS:
+                return dataclasses.replace(reply, error_msg=msg[:_MSG_CHARS])
+            return reply
         except asyncio.CancelledError:
             if deadlines.release(attempt):  # the deadline's cancellation, and nobody else's
-                return _timed_out()
+                return _cut_off(status, "timed out") if status else _timed_out()
             raise
         except TimeoutError:  # a session of the caller's own, with aiohttp's timeouts
-            return _timed_out()
+            return _cut_off(status, "timed out") if status else _timed_out()
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             return Reply(None, error_code=TLS_ERROR, error_msg=f"TLS failed: {type(exc).__name__}")
+        except aiohttp.ClientResponseError as exc:
+            # The request was sent whole and the answer could not be parsed (an over-long header, a
+            # malformed status line): the server may have acted, so this is final, never re-sent.
+            return Reply(None, error_code=BAD_RESPONSE, error_msg=f"unreadable answer: {_describe(exc)}")
         except aiohttp.ClientError as exc:
+            if status:  # the head arrived, the body broke off: the status still says what happened
+                return _cut_off(status, type(exc).__name__)
             return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
         finally:
             deadlines.release(attempt)
 
+    def _scrub(self, reply: Reply, headers: dict[str, str]) -> Reply:
+        """`reply` with every credential the request carried cut out of the text the server chose."""
+        secrets = self._secrets
+        assert secrets is not None
+        if reply.error_msg is None and reply.error_code is None:  # the common 200: two short fields
+            status, request_id = reply.status, reply.request_id
+            if not (status and secrets.found(status)) and not (request_id and secrets.found(request_id)):
+                return reply
+        redact = secrets.redact
+        msg = redact(reply.error_msg, headers)
+        return Reply(
+            reply.http_status,
+            status=redact(reply.status, headers),
+            error_code=redact(reply.error_code, headers),
+            error_msg=msg[:_MSG_CHARS] if msg else msg,
+            request_id=redact(reply.request_id, headers),
+            retry_after=reply.retry_after,
+        )
+
 
 def _timed_out() -> Reply:
     return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
+
+
+async def _read_rest(content: aiohttp.StreamReader, first: bytes) -> bytes:
+    """The rest of an answer that arrives in pieces (TCP writes, chunks), up to `_MAX_BODY` in all."""
+    parts = [first]
+    size = len(first)
+    while size < _MAX_BODY:
+        piece = await content.read(_MAX_BODY - size)
+        if not piece:
+            break
+        parts.append(piece)
+        size += len(piece)
+    return b"".join(parts)
+
+
+def _cut_off(status: int, why: str) -> Reply:
+    """An answer whose head arrived but whose body did not: its status decides (a 2xx is final)."""
+    return Reply(
+        status,
+        error_code=BAD_RESPONSE if 300 <= status < 500 and status != 429 else None,
+        error_msg=f"HTTP {status}, then the answer's body broke off ({why})",
+    )
 
 
 def _describe(exc: aiohttp.ClientError) -> str:
