@@ -44,8 +44,10 @@ from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from bulkops.clock import Clock, SystemClock
+from bulkops.feed import thread_batches
 from bulkops.models import (
     CIRCUIT_OPEN,
+    INTERNAL_ERROR,
     INVALID_ID,
     INVALID_PROJECT_ID,
     RETRY_BUDGET,
@@ -59,6 +61,7 @@ from bulkops.options import Options
 from bulkops.outcomes import Action, classify_show, classify_stop
 from bulkops.overflow import Overflow
 from bulkops.ratelimit import AdaptiveBucket, TokenBucket, paced_bucket, parse_throttle
+from bulkops.redact import Redactor
 from bulkops.report import ResumeState, utc_now
 from bulkops.retry import Backoff, RetryBudget
 from bulkops.scheduler import Scheduler
@@ -185,6 +188,7 @@ class _Engine:
         self.active_workers = 0
         self.workers_done = anyio.Event()
         self.awaiting_poll: set[_Job] = set()
+        self._entering: dict[str, None] = {}  # projects with rows on disk and none queued, oldest first
 
     def _bucket_for(self, project_id: str, now: float) -> TokenBucket:
         return paced_bucket(self.options.rate_for(project_id), now, adaptive=self.options.adaptive)
@@ -241,6 +245,9 @@ class _Engine:
         self.awaiting_poll.discard(job)
         if job.polling:
             await self._finish(job, Outcome.ACCEPTED)
+            return
+        if job.attempts:  # sent, waiting on a retry: it has an answer, and it was not a success
+            await self._finish(job, Outcome.FAILED)
             return
         await self._finish(
             job,
@@ -300,6 +307,8 @@ class _Engine:
             if self.stopping:
                 return
             overflow.push(item)
+            if not self.sched.queued_for(project_id):
+                self._entering[project_id] = None  # on disk only: let it in ahead of top-ups (_let_in)
             self._notify()
             return
         self.sched.push(_Job(item, project_id), self.clock.monotonic())
@@ -343,6 +352,8 @@ class _Engine:
         if not len(overflow):
             return popped
         if isinstance(popped, _Job):
+            if self._entering:
+                self._let_in()
             project_id = popped.project_id
             # Top up by queued rows only: retries waiting out a backoff cannot be sent now, and counting
             # them would starve a throttled project of the rows it could send.
@@ -350,7 +361,10 @@ class _Engine:
                 overflow.pending_for(project_id)
                 and self.sched.queued_for(project_id) <= self._project_cap // 2
             ):
-                self._refill(project_id)
+                if not self._entering:
+                    self._refill(project_id)
+                elif not self.sched.queued_for(project_id):
+                    self._entering[project_id] = None  # others wait for room: take a turn behind them
             return popped
         # Nothing sendable now: bring in projects that have rows on disk and none in memory. A project
         # that is not in memory cannot use its tokens, so these may take the scheduler past `lookahead`,
@@ -363,7 +377,24 @@ class _Engine:
                 room -= self._refill(project_id)
         return self.sched.pop(self.clock.monotonic())
 
+    def _let_in(self) -> None:
+        """Bring in projects whose rows are all on disk, before any project in memory is topped up.
+
+        When concurrency is the bound, something is always sendable, so the "nothing sendable" path of
+        `_pop` never runs: without this, a project that came after the window filled would wait until
+        the others finished. Same soft bound as there (twice `lookahead`); while projects wait for
+        room, the ones in memory drain without top-ups, which makes the room.
+        """
+        entering = self._entering
+        room = 2 * self.options.lookahead - self.sched.pending()
+        while entering and room > 0:
+            project_id = next(iter(entering))
+            del entering[project_id]
+            if project_id not in self.open_circuits and not self.sched.queued_for(project_id):
+                room -= self._refill(project_id)
+
     def _refill(self, project_id: str) -> int:
+        self._entering.pop(project_id, None)
         now = self.clock.monotonic()
         targets = self.overflow.take(project_id)
         self.sched.push_many(project_id, [_Job(target, project_id) for target in targets], now)
@@ -403,6 +434,8 @@ class _Engine:
                         while next_job is not None:
                             try:
                                 await self._handle(next_job)
+                            except Exception as exc:  # one row's failure (a bug, no file descriptors)
+                                await self._internal_error(next_job, exc)
                             finally:
                                 self.inflight -= 1
                                 self._notify()
@@ -419,6 +452,18 @@ class _Engine:
             self.active_workers -= 1
             if self.active_workers == 0:
                 self.workers_done.set()
+
+    async def _internal_error(self, job: _Job, exc: Exception) -> None:
+        """An exception escaped one row's handling: the row ends `failed`, the run goes on."""
+        log.debug("bulkops.row.internal_error", project_id=job.project_id, id=job.target.id, exc_info=exc)
+        self.awaiting_poll.discard(job)
+        creds = self.options.credentials
+        text = f"{type(exc).__name__}: {exc}"
+        msg = (Redactor(creds.secrets()).redact(text) if creds else text) or ""
+        if job.polling:  # the stop was taken: only its poll failed
+            await self._finish(job, Outcome.ACCEPTED, error_code=INTERNAL_ERROR, error_msg=_poll_note(msg))
+        else:
+            await self._finish(job, Outcome.FAILED, error_code=INTERNAL_ERROR, error_msg=msg[:300])
 
     def _take_ready(self) -> _Job | None:
         """A job the scheduler lets go now (its tokens taken), for a worker that just finished one.
@@ -495,6 +540,9 @@ class _Engine:
             await self._retry_or_fail(job, reply, now)
             return
         if action is Action.DENIED:
+            if job.polling:  # the stop was taken; a refused poll neither undoes it nor feeds the circuit
+                await self._poll_failed(job)
+                return
             await self._finish(job, verdict.outcome or Outcome.FAILED)
             await self._count_denial(job.project_id)
             return
@@ -503,6 +551,9 @@ class _Engine:
             await self._poll_later(job, now)
             return
         outcome = verdict.outcome or Outcome.FAILED
+        if outcome is Outcome.FAILED and job.polling and not 200 <= (reply.http_status or 0) < 300:
+            await self._poll_failed(job)  # a 4xx to the poll: the stop still stands
+            return
         if outcome is Outcome.ACCEPTED and self.options.wait and not job.polling:
             job.polling = True
             job.poll_started = now
@@ -512,8 +563,24 @@ class _Engine:
             return
         await self._finish(job, outcome)
 
+    async def _poll_failed(self, job: _Job) -> None:
+        """Polling cannot finish (refused, an error, errors until --wait-timeout): the stop stays accepted."""
+        reply = job.last
+        assert reply is not None
+        what = f"HTTP {reply.http_status}" if reply.http_status is not None else "no answer"
+        await self._finish(
+            job,
+            Outcome.ACCEPTED,
+            error_code=reply.error_code,
+            error_msg=_poll_note(f"{what}: {reply.error_msg or ''}"),
+        )
+
     async def _poll_later(self, job: _Job, now: float) -> None:
         if now - job.poll_started >= self.options.wait_timeout:
+            last = job.last
+            if last is not None and not 200 <= (last.http_status or 0) < 300:
+                await self._poll_failed(job)  # the last poll failed: not known to be stuck, unknown
+                return
             await self._finish(
                 job,
                 Outcome.FAILED,
@@ -579,10 +646,14 @@ class _Engine:
             await self._finish(job, Outcome.ACCEPTED)
 
 
+def _poll_note(what: str) -> str:
+    return f"stop accepted; polling failed: {what}"[:300]
+
+
 async def _batches(
     targets: Iterable[Target | Result] | AsyncIterable[Target | Result],
 ) -> AsyncIterator[list[Target | Result]]:
-    """Yield the input in batches; a blocking iterator (a file, stdin) is read off the event loop."""
+    """Yield the input in batches, as it arrives; a blocking iterator (a file, stdin) is read in a thread."""
     if isinstance(targets, AsyncIterable):
         batch: list[Target | Result] = []
         async for item in targets:
@@ -597,15 +668,9 @@ async def _batches(
         for i in range(0, len(targets), _READ_BATCH):
             yield list(targets[i : i + _READ_BATCH])
         return
-    it = iter(targets)
-
-    def take() -> list[Target | Result]:
-        return [item for _, item in zip(range(_READ_BATCH), it, strict=False)]
-
-    while True:
-        chunk = await anyio.to_thread.run_sync(take)
-        if not chunk:
-            return
+    # A file or a pipe: read in a thread of its own, handed over as rows arrive, never waited for on
+    # cancellation (a pipe that writes nothing for a minute must neither hold rows back nor signals).
+    async for chunk in thread_batches(targets, _READ_BATCH):
         yield chunk
 
 

@@ -11,25 +11,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
+import anyio
 import pytest
 import structlog
-from _reliability import CLEAN_ENV
+from _reliability import CLEAN_ENV, REPO, SimThread, cli_env, count_lines, kill
 from click.testing import CliRunner
 
 from bulkops.api import DevServerClient
 from bulkops.auth import Credentials
 from bulkops.cli import main
 from bulkops.engine import stop_instances
-from bulkops.models import BAD_RESPONSE, Outcome, Result, Target
+from bulkops.models import BAD_RESPONSE, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.redact import CREDENTIAL_HEADERS
+from bulkops.simulator import InventorySpec, SimulatorConfig
 
 P = "0123456789abcdef0123456789abcdef"
 IDS = [f"62383738-e52a-450a-9f84-{n:012x}" for n in range(8)]
@@ -235,3 +241,93 @@ async def test_an_answer_the_server_may_have_acted_on_is_never_sent_again() -> N
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.FAILED, Outcome.ACCEPTED]
     assert [r.attempts for r in results] == [1, 1, 1]
     assert results[1].error_code == BAD_RESPONSE and results[1].http_status is None
+
+
+# -- 6. streaming input ----------------------------------------------------------------------------------
+
+
+class Instant:
+    """A client double that accepts every stop at once."""
+
+    def __init__(self) -> None:
+        self.stops: list[str] = []
+
+    async def stop(self, project_id: str, instance_id: str) -> Reply:
+        self.stops.append(instance_id)
+        return Reply(200, status="STOPPING")
+
+    async def show(self, project_id: str, instance_id: str) -> Reply:
+        return Reply(200, status="STOPPED")
+
+
+@pytest.mark.anyio
+async def test_a_row_is_sent_while_the_input_is_silent_and_stop_does_not_wait_for_it() -> None:
+    """A row is sent as soon as it is read, though the input then writes nothing; and stopping the run
+    does not wait for that silent input (a blocked read is abandoned)."""
+    silence = threading.Event()
+
+    def pipe() -> Iterator[Target]:
+        yield Target(1, P, IDS[0])
+        silence.wait(8.0)  # a pipe that writes nothing more (bounded, so a failing test ends)
+        yield Target(2, P, IDS[1])
+
+    client = Instant()
+    options = Options(endpoint="http://127.0.0.1:9", rate=RateLimit(100.0), concurrency=2)
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(20):
+            async with stop_instances(pipe(), options, client=client) as run:
+                first = await run.__aiter__().__anext__()
+                took_first = time.monotonic() - started
+                run.stop()
+                rest = [r async for r in run]
+            took_all = time.monotonic() - started
+    finally:
+        silence.set()
+    assert (first.line, first.outcome) == (1, Outcome.ACCEPTED) and rest == []
+    assert client.stops == [IDS[0]]
+    assert took_first < 3.0 and took_all < 3.0, (took_first, took_all)
+
+
+def test_sigterm_ends_a_run_whose_stdin_pipe_is_silent(tmp_path: Path) -> None:
+    """`tail -f ids | bulkops stop -`: the first row is sent at once, and SIGTERM ends the run (exit 130,
+    row 1 in the report) while the pipe is silent, not when it next writes."""
+    config = SimulatorConfig(
+        seed=3,
+        inventory=InventorySpec(projects=1, instances_per_project=2, status_mix={"RUNNING": 1.0}, seed=3),
+        auth_enabled=False,
+    )
+    report = tmp_path / "r.jsonl"
+    with SimThread(config) as sim:
+        project = sim.inventory.project_ids[0]
+        first, second = [i for i, _ in sim.inventory.iter_instances(project)]
+        args = ["stop", "-", "--endpoint", sim.url, "--yes", "--report", str(report), "--log-format", "json"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bulkops", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+            cwd=REPO,
+        )
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(f"project_id,id\n{project},{first}\n".encode())
+            proc.stdin.flush()
+            deadline = time.monotonic() + 15
+            while count_lines(report) < 1 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert count_lines(report) == 1, "row 1 was not sent while the pipe stayed open"
+            proc.send_signal(signal.SIGTERM)
+            sent_at = time.monotonic()
+            proc.wait(timeout=15)  # stdin still open and silent (communicate() would close it)
+            took = time.monotonic() - sent_at
+            _, err = proc.communicate(timeout=5)  # the process is gone: now its pipes may close
+        finally:
+            kill(proc)
+    assert proc.returncode == 130, err.decode(errors="replace")
+    assert took < 5, took
+    assert b"Traceback" not in err and b"Fatal Python error" not in err
+    [record] = [json.loads(line) for line in report.read_text().splitlines()]
+    assert (record["id"], record["outcome"]) == (first, "accepted")
+    assert second not in report.read_text()
