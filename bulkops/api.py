@@ -20,6 +20,12 @@ Decisions:
 * The connector is sized to the run's concurrency, so the pool never queues requests behind its own limit.
 * aiohttp's hidden re-send of idempotent requests on a dropped keep-alive connection is turned off: every
   attempt is counted, classified and backed off by the engine.
+* An answer is read to its end (pieces, chunks) up to `_MAX_BODY`. Once its head has arrived, its status
+  decides even if the body then breaks off or times out (a 2xx is final). An answer that cannot be parsed
+  at all (`ClientResponseError`: an over-long header) is `bulkops.bad_response`, which is final: the
+  request went out whole and the server may have acted.
+* Every credential the client holds, and the request's own credential headers, are cut out of what the
+  server said (`redact.Redactor`) before the reply leaves this module: a server may echo them.
 """
 
 from __future__ import annotations
@@ -81,6 +87,35 @@ def check_credentials(credentials: Credentials | None) -> None:
         value: str | None = getattr(credentials, attr)
         if value and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise ConfigError(f"{env} holds a control character (a stray newline or carriage return?)")
+
+
+FD_RESERVE = 64  # descriptors besides connections: std streams, report, overflow, event loop, DNS, input
+
+
+def check_open_files(concurrency: int) -> None:
+    """Make sure `concurrency` connections fit under RLIMIT_NOFILE: raise the soft limit up to the hard
+    one if need be, else raise ConfigError (one line) before anything is sent.
+
+    Past the limit, connecting fails with "Too many open files" in the middle of the run.
+    """
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no such limit to check
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = concurrency + FD_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+            return
+        except (ValueError, OSError):
+            pass
+    raise ConfigError(
+        f"--concurrency {concurrency} needs about {need} open files, but this process may open {soft} "
+        f"(hard limit {hard}); lower --concurrency or raise 'ulimit -n'"
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -297,11 +332,13 @@ class DevServerClient:
         except aiohttp.ClientResponseError as exc:
             # The request was sent whole and the answer could not be parsed (an over-long header, a
             # malformed status line): the server may have acted, so this is final, never re-sent.
-            return Reply(None, error_code=BAD_RESPONSE, error_msg=f"unreadable answer: {_describe(exc)}")
+            reply = Reply(None, error_code=BAD_RESPONSE, error_msg=f"unreadable answer: {_describe(exc)}")
+            return self._scrub(reply, headers) if self._secrets is not None else reply  # it quotes the answer
         except aiohttp.ClientError as exc:
             if status:  # the head arrived, the body broke off: the status still says what happened
                 return _cut_off(status, type(exc).__name__)
-            return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
+            reply = Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
+            return self._scrub(reply, headers) if self._secrets is not None else reply
         finally:
             deadlines.release(attempt)
 

@@ -22,7 +22,10 @@ Decisions, each in one place:
 * Buckets are `ratelimit.paced_bucket`s: 99 % of the configured rate, one token of the burst held back at
   the start, so that a `--rate` equal to the server's limit does not draw 429s from arrival noise.
 * 401/403 count per project; after `circuit_threshold` in a row, the project's circuit opens: its queued
-  rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request.
+  rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request; a
+  row already sent (waiting on a retry) is `failed` with its last answer.
+* An exception while handling one row ends that row `failed` (`bulkops.internal_error`), never the run.
+  With `--wait`, a stop once accepted stays `accepted` whatever its polls meet (errors are noted).
 * A graceful stop (`Run.stop()`, e.g. on SIGINT) stops reading and dispatching, lets in-flight requests
   finish within `grace` seconds, then cancels them. Rows not finished get no record, so `--resume`
   sends them again (a stop is safe to repeat); a job that was only waiting to poll is reported `accepted`.

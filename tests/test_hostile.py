@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import resource
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from bulkops.engine import stop_instances
 from bulkops.models import BAD_RESPONSE, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.redact import CREDENTIAL_HEADERS
-from bulkops.simulator import InventorySpec, SimulatorConfig
+from bulkops.simulator import InventorySpec, SimulatorConfig, write_csv
 
 P = "0123456789abcdef0123456789abcdef"
 IDS = [f"62383738-e52a-450a-9f84-{n:012x}" for n in range(8)]
@@ -177,6 +178,8 @@ def echo_credentials(req: Request) -> list[bytes]:
     """A 401 whose message repeats every credential header of the request: raw, base64, percent-encoded."""
     said = [v for k, v in req.headers.items() if k in CREDENTIAL_HEADERS]
     echoes = [f"{v} b64={base64.b64encode(v.encode()).decode()} pct={quote(v, safe='')}" for v in said]
+    if req.path.endswith(IDS[2] + "/stop"):  # quoted back by the HTTP parser's own error message
+        return http(200, b"{}", extra=f"X-Echo: {' '.join(said)}{'a' * 9000}\r\n", pieces=1)
     msg = "Incorrect IAM authentication information: " + " | ".join(echoes)
     return http(401, error("APIGW.0301", msg), pieces=1)
 
@@ -209,7 +212,9 @@ def test_credentials_echoed_by_the_server_reach_neither_report_nor_summary(
         structlog.reset_defaults()
     assert result.exit_code == 1, result.stderr
     records = [json.loads(line) for line in report.read_text().splitlines()]
-    assert [r["outcome"] for r in records] == ["failed"] * 3
+    assert [(r["outcome"], r["error_code"]) for r in records] == [("failed", "APIGW.0301")] * 2 + [
+        ("failed", BAD_RESPONSE)
+    ]
     sent = [v for r in server.requests for k, v in r.headers.items() if k in CREDENTIAL_HEADERS]
     assert len(sent) >= 3  # the server did see (and echo) the credential headers
     secrets = [s for s in (TOKEN, AK, SK, ST) if s in env.values()] + sent
@@ -218,7 +223,7 @@ def test_credentials_echoed_by_the_server_reach_neither_report_nor_summary(
         for form in forms(secret):
             for where, data in outputs.items():
                 assert form not in data, f"a form of a secret is in the {where}"
-    assert all("***" in r["error_msg"] and r["error_code"] == "APIGW.0301" for r in records)
+    assert all("***" in r["error_msg"] for r in records)
 
 
 # -- 14. a 200 is final ----------------------------------------------------------------------------------
@@ -331,3 +336,52 @@ def test_sigterm_ends_a_run_whose_stdin_pipe_is_silent(tmp_path: Path) -> None:
     [record] = [json.loads(line) for line in report.read_text().splitlines()]
     assert (record["id"], record["outcome"]) == (first, "accepted")
     assert second not in report.read_text()
+
+
+# -- 2. --concurrency above the open-file limit ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("hard", [256, 4096], ids=["hard-256-refused", "hard-4096-raised"])
+def test_concurrency_above_the_open_file_limit_is_raised_or_refused_up_front(
+    tmp_path: Path, hard: int
+) -> None:
+    """`ulimit -n 256` and --concurrency 400: the soft limit is raised when the hard one allows (the run
+    succeeds), else one error line, exit 2, nothing sent."""
+    config = SimulatorConfig(
+        seed=5,
+        inventory=InventorySpec(projects=1, instances_per_project=3, status_mix={"RUNNING": 1.0}, seed=5),
+        auth_enabled=False,
+    )
+    csv_path, report = tmp_path / "in.csv", tmp_path / "r.jsonl"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    with SimThread(config) as sim:
+        write_csv(sim.inventory, csv_path)
+        args = ["stop", str(csv_path), "--endpoint", sim.url, "--yes", "--report", str(report)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bulkops", *args, "--concurrency", "400", "--log-format", "json"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+            cwd=REPO,
+            preexec_fn=limit,  # noqa: PLW1509 - only setrlimit, before exec
+        )
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            kill(proc)
+        sent = len(sim.request_log)
+    text = err.decode(errors="replace")
+    if hard == 256:
+        assert proc.returncode == 2, text
+        assert text.splitlines() == [
+            "bulkops: error: --concurrency 400 needs about 464 open files, but this process may open 256 "
+            "(hard limit 256); lower --concurrency or raise 'ulimit -n'"
+        ]
+        assert sent == 0 and not report.exists()
+    else:
+        assert proc.returncode == 0, text
+        assert sent == 3 and "Traceback" not in text
