@@ -52,7 +52,7 @@ from bulkops.auth import (
 from bulkops.deadlines import Deadlines
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
-from bulkops.redact import Redactor
+from bulkops.redact import Redactor, request_forms
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
 USER_AGENT = "bulkops/0.1"
@@ -350,14 +350,14 @@ class DevServerClient:
             status, request_id = reply.status, reply.request_id
             if not (status and secrets.found(status)) and not (request_id and secrets.found(request_id)):
                 return reply
-        redact = secrets.redact
-        msg = redact(reply.error_msg, headers)
+        redact, sent = secrets.redact, request_forms(headers)
+        msg = redact(reply.error_msg, sent)
         return Reply(
             reply.http_status,
-            status=redact(reply.status, headers),
-            error_code=redact(reply.error_code, headers),
+            status=redact(reply.status, sent),
+            error_code=redact(reply.error_code, sent),
             error_msg=msg[:_MSG_CHARS] if msg else msg,
-            request_id=redact(reply.request_id, headers),
+            request_id=redact(reply.request_id, sent),
             retry_after=reply.retry_after,
         )
 

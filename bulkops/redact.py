@@ -7,8 +7,9 @@ every header it sent, so it cuts them out at its boundary, before anything else 
 
     Redactor(credentials.secrets())      compiled once per client: one regex over every form of every secret
     redactor.found(text)                 a cheap check for the common answer (a 200 with two short fields)
-    redactor.redact(text, request=...)   every form of the secrets, and of the request's own credential
-                                         headers (an Authorization value differs per request), as `***`
+    redactor.redact(text, request_forms(headers))
+                                         every form of the secrets, and of the request's own Authorization
+                                         (it differs per request), replaced by `***`
 
 The forms are the ones a leak could take: raw, base64 (standard and URL-safe, with and without padding)
 and percent-encoded. Longer forms are replaced first, so that a header holding a secret goes as a whole.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -27,19 +28,35 @@ CREDENTIAL_HEADERS = ("Authorization", "X-Auth-Token", "X-Security-Token")
 
 
 def forms(secret: str) -> set[str]:
-    """`secret` as it could come back: raw, base64 (both alphabets, padded or not), percent-encoded."""
+    """`secret` as it could come back: raw, base64 (both alphabets), percent-encoded.
+
+    Base64 forms are given without their `=` padding: the unpadded text is contained in the padded one,
+    so finding (and replacing) it covers both.
+    """
     raw = secret.encode("utf-8", "surrogatepass")
     out = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret)}
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
-        text = encoded.decode("ascii")
-        out.update((text, text.rstrip("=")))
+        out.add(encoded.decode("ascii").rstrip("="))
     out.discard("")
     return out
 
 
-def _pattern(values: Iterable[str]) -> re.Pattern[str] | None:
-    every = sorted({form for value in values if value for form in forms(value)}, key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, every))) if every else None
+def request_forms(request: Mapping[str, str]) -> list[str]:
+    """The forms of this request's `Authorization` (it differs per request) not already covered.
+
+    Its access key is a credential (in the compiled pattern); its signature is hex, which percent-encoding
+    leaves alone, so the raw value, the raw signature and the value's base64 forms are enough.
+    """
+    value = request.get("Authorization")
+    if not value:
+        return []
+    raw = value.encode("utf-8", "surrogatepass")
+    out = [value, value.rpartition("Signature=")[2] if "Signature=" in value else ""]
+    out += [
+        base64.b64encode(raw).decode("ascii").rstrip("="),
+        base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+    ]
+    return sorted((f for f in out if f), key=len, reverse=True)
 
 
 class Redactor:
@@ -48,20 +65,21 @@ class Redactor:
     __slots__ = ("_pattern",)
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._pattern = _pattern(secrets)
+        every = sorted({form for value in secrets if value for form in forms(value)}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, every))) if every else None
 
     def found(self, text: str) -> bool:
         """True when `text` holds a form of one of the secrets."""
         return self._pattern is not None and self._pattern.search(text) is not None
 
-    def redact(self, text: str | None, request: Mapping[str, str] | None = None) -> str | None:
-        """`text` with every form of the secrets, and of `request`'s credential headers, cut out."""
+    def redact(self, text: str | None, request: Sequence[str] = ()) -> str | None:
+        """`text` with every form of the secrets, and the `request_forms` of the request, cut out."""
         if not text:
             return text
-        if request is not None:
-            sent = [request[name] for name in CREDENTIAL_HEADERS if request.get(name)]
-            sent += [value.rpartition("Signature=")[2] for value in sent if "Signature=" in value]
-            for form in sorted({f for value in sent for f in forms(value)}, key=len, reverse=True):
-                if form in text:
-                    text = text.replace(form, MASK)
-        return text if self._pattern is None else self._pattern.sub(MASK, text)
+        for form in request:
+            if form in text:
+                text = text.replace(form, MASK)
+        pattern = self._pattern
+        if pattern is not None and pattern.search(text) is not None:
+            text = pattern.sub(MASK, text)
+        return text
