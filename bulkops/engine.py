@@ -36,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -267,11 +267,12 @@ class _Engine:
 
     async def read(self, targets: Iterable[Target | Result] | AsyncIterable[Target | Result]) -> None:
         try:
-            async for batch in _batches(targets):
-                for item in batch:
-                    if self.stopping:
-                        return
-                    await self._admit(item)
+            async with aclosing(_batches(targets)) as batches:  # closed at once: its reader thread stops
+                async for batch in batches:
+                    for item in batch:
+                        if self.stopping:
+                            return
+                        await self._admit(item)
         finally:
             self.reader_done = True
             self._notify()
@@ -655,7 +656,7 @@ def _poll_note(what: str) -> str:
 
 async def _batches(
     targets: Iterable[Target | Result] | AsyncIterable[Target | Result],
-) -> AsyncIterator[list[Target | Result]]:
+) -> AsyncGenerator[list[Target | Result], None]:
     """Yield the input in batches, as it arrives; a blocking iterator (a file, stdin) is read in a thread."""
     if isinstance(targets, AsyncIterable):
         batch: list[Target | Result] = []
@@ -673,8 +674,9 @@ async def _batches(
         return
     # A file or a pipe: read in a thread of its own, handed over as rows arrive, never waited for on
     # cancellation (a pipe that writes nothing for a minute must neither hold rows back nor signals).
-    async for chunk in thread_batches(targets, _READ_BATCH):
-        yield chunk
+    async with aclosing(thread_batches(targets, _READ_BATCH)) as chunks:
+        async for chunk in chunks:
+            yield chunk
 
 
 @asynccontextmanager

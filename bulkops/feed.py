@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -97,7 +97,9 @@ class _Feed(Generic[T]):
         self._room.set()
 
 
-async def thread_batches(rows: Iterable[T], size: int = 512, ahead: int = 2048) -> AsyncIterator[list[T]]:
+async def thread_batches(
+    rows: Iterable[T], size: int = 512, ahead: int = 2048
+) -> AsyncGenerator[list[T], None]:
     """Yield `rows` in lists of at most `size`, as they are read in a daemon thread (see module docstring)."""
     feed = _Feed(iter(rows), max(ahead, size))
     feed.start()

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,8 @@ from bulkops.api import DevServerClient
 from bulkops.auth import Credentials
 from bulkops.cli import main
 from bulkops.engine import stop_instances
+from bulkops.errors import InputError
+from bulkops.feed import thread_batches
 from bulkops.models import BAD_RESPONSE, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.redact import CREDENTIAL_HEADERS
@@ -385,3 +388,32 @@ def test_concurrency_above_the_open_file_limit_is_raised_or_refused_up_front(
     else:
         assert proc.returncode == 0, text
         assert sent == 3 and "Traceback" not in text
+
+
+@pytest.mark.anyio
+async def test_the_reader_thread_ends_with_its_consumer_and_hands_over_its_errors() -> None:
+    """A consumer that stops early ends the reader thread (it does not read on into the input), and an
+    error raised while reading reaches the consumer after the rows before it."""
+
+    def endless() -> Iterator[int]:
+        n = 0
+        while True:
+            n += 1
+            yield n
+
+    async with aclosing(thread_batches(endless(), size=10, ahead=50)) as batches:
+        first = await batches.__anext__()
+        [reader] = [t for t in threading.enumerate() if t.name == "bulkops-reader"]
+    assert first[0] == 1 and len(first) <= 10
+    reader.join(5.0)
+    assert not reader.is_alive()
+
+    def failing() -> Iterator[int]:
+        yield from range(3)
+        raise InputError("cannot read INPUT: I/O error")
+
+    seen: list[int] = []
+    with pytest.raises(InputError, match="I/O error"):
+        async for batch in thread_batches(failing()):
+            seen += batch
+    assert seen == [0, 1, 2]
