@@ -15,6 +15,8 @@ The thread stops reading once `ahead` rows wait (memory stays bounded) until the
 
 Cancellation does not wait for the thread: the loop side marks the feed closed and leaves. A thread blocked
 in a read is abandoned (a daemon: it never holds the process open); it stops at its next row.
+
+A regular file cannot keep a reader waiting, so it keeps the cheaper path: a full batch per thread call.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Generic, TypeVar
+
+from anyio import to_thread
 
 T = TypeVar("T")
 
@@ -100,7 +104,21 @@ class _Feed(Generic[T]):
 async def thread_batches(
     rows: Iterable[T], size: int = 512, ahead: int = 2048
 ) -> AsyncGenerator[list[T], None]:
-    """Yield `rows` in lists of at most `size`, as they are read in a daemon thread (see module docstring)."""
+    """Yield `rows` in lists of at most `size`, as they are read in a daemon thread (see module docstring).
+
+    A regular file (a `TargetReader` that knows its `total`) never waits on a writer: it is read a full
+    batch per thread call, which costs less per row than the hand-over (about 0.3 us a row) and still
+    does not hold a cancellation (the call is abandoned).
+    """
+    if getattr(rows, "total", None) is not None:
+        it = iter(rows)
+
+        def take() -> list[T]:
+            return [row for _, row in zip(range(size), it, strict=False)]
+
+        while batch := await to_thread.run_sync(take, abandon_on_cancel=True):
+            yield batch
+        return
     feed = _Feed(iter(rows), max(ahead, size))
     feed.start()
     try:
