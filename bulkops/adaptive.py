@@ -9,11 +9,12 @@ meets them:
 
 * **Slow start** (as TCP's, after RFC 5681). A project whose limit nobody told us (no `--rates-file`
   entry: `probe=True`) does not fire its whole `--burst` at once into a quota that may be far smaller: it
-  may have at most `window` requests unanswered, starting at `INITIAL_WINDOW` (4), and each success widens
+  may have at most `window` requests unanswered, starting at `INITIAL_WINDOW` (3), and each success widens
   the window by `SLOW_START_GROWTH` (0.5), so the window grows about 1.5x per round trip. The bucket's
   rate and its banked tokens are untouched meanwhile, so a `--rate` that is right costs nothing but the
   first round trips (the held-back tokens are sent as soon as the window allows). Slow start ends at the
-  first 429, or once the window reaches the bucket's capacity (it no longer binds then).
+  first 429, once the window reaches the bucket's capacity (it no longer binds then), or when a full
+  window has waited past `SLOW_START_SPAN` (2 s) from the first request (hung requests hold it).
 * **Hints.** A 429 whose message states the limit (`limit:10,time:1 second`, see `hints`) sets the rate at
   once to `HINT_SAFETY` (97 %) of it, with a capacity that cannot exceed the window's allowance, and
   drops the banked tokens: what is queued but not yet sent waits for the new pace. Later 429s sent before
@@ -57,6 +58,9 @@ HINT_SAFETY = 0.97
 INITIAL_WINDOW = 3.0
 #: How much each success widens the slow-start window (0.5: about 1.5x per round trip).
 SLOW_START_GROWTH = 0.5
+#: Seconds slow start may hold a full window; after that the bucket alone paces (a server that hangs on
+#: requests would otherwise stall a project whose window is all hung requests).
+SLOW_START_SPAN = 2.0
 #: Seconds a full slow-start window waits before the scheduler asks again (an answer usually comes first:
 #: the worker that got it asks at once).
 WINDOW_WAIT = 0.01
@@ -126,7 +130,10 @@ class AdaptiveBucket(TokenBucket):
     def wait_time(self, now: float) -> float:
         """As `TokenBucket.wait_time`, and in slow start a short wait while the window is full."""
         if self._unanswered >= self._window:
-            return WINDOW_WAIT
+            first = self._first_take
+            if first is None or now - first < SLOW_START_SPAN:
+                return WINDOW_WAIT
+            self._window = math.inf  # answers that never come (hung requests) must not stall it for good
         return super().wait_time(now)
 
     def take(self, now: float) -> None:

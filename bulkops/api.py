@@ -20,11 +20,18 @@ Decisions:
 * The connector is sized to the run's concurrency, so the pool never queues requests behind its own limit.
 * aiohttp's hidden re-send of idempotent requests on a dropped keep-alive connection is turned off: every
   attempt is counted, classified and backed off by the engine.
+* An answer is read to its end (pieces, chunks) up to `_MAX_BODY`. Once its head has arrived, its status
+  decides even if the body then breaks off or times out (a 2xx is final). An answer that cannot be parsed
+  at all (`ClientResponseError`: an over-long header) is `bulkops.bad_response`, which is final: the
+  request went out whole and the server may have acted.
+* Every credential the client holds, and the request's own credential headers, are cut out of what the
+  server said (`redact.Redactor`) before the reply leaves this module: a server may echo them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 from types import TracebackType
@@ -45,10 +52,13 @@ from bulkops.auth import (
 from bulkops.deadlines import Deadlines
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
+from bulkops.redact import Redactor, request_forms
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
 USER_AGENT = "bulkops/0.1"
 _MAX_BODY = 1 << 20
+_MSG_CHARS = 500  # of an error message, in a Reply
+_MSG_KEPT = 4 * _MSG_CHARS  # read from the answer: credentials are cut out before the message is cut
 
 
 def request_path(project_id: str, instance_id: str, action: str = "") -> str:
@@ -77,6 +87,35 @@ def check_credentials(credentials: Credentials | None) -> None:
         value: str | None = getattr(credentials, attr)
         if value and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
             raise ConfigError(f"{env} holds a control character (a stray newline or carriage return?)")
+
+
+FD_RESERVE = 64  # descriptors besides connections: std streams, report, overflow, event loop, DNS, input
+
+
+def check_open_files(concurrency: int) -> None:
+    """Make sure `concurrency` connections fit under RLIMIT_NOFILE: raise the soft limit up to the hard
+    one if need be, else raise ConfigError (one line) before anything is sent.
+
+    Past the limit, connecting fails with "Too many open files" in the middle of the run.
+    """
+    try:
+        import resource
+    except ImportError:  # not a POSIX system: no such limit to check
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = concurrency + FD_RESERVE
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+            return
+        except (ValueError, OSError):
+            pass
+    raise ConfigError(
+        f"--concurrency {concurrency} needs about {need} open files, but this process may open {soft} "
+        f"(hard limit {hard}); lower --concurrency or raise 'ulimit -n'"
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -161,7 +200,7 @@ def _parse(status: int, body: bytes, request_id: str | None, retry_after: str | 
         status,
         status=st if isinstance(st, str) else None,
         error_code=code if isinstance(code, str) else None,
-        error_msg=msg[:500] if isinstance(msg, str) else None,
+        error_msg=msg[:_MSG_KEPT] if isinstance(msg, str) else None,
         request_id=request_id,
         retry_after=retry,
     )
@@ -191,6 +230,8 @@ class DevServerClient:
         self._host = host if url.explicit_port is None else f"{host}:{url.explicit_port}"
         self._credentials = credentials
         self._signer = signer_for(credentials)
+        # Every credential is cut out of what the server says (it may echo the request back).
+        self._secrets = Redactor(credentials.secrets()) if credentials is not None else None
         # The attempt's timeout is kept by `Deadlines` (one sweeping timer for all requests in flight);
         # aiohttp's own would arm a timer per request.
         self._deadlines = Deadlines(timeout)
@@ -262,29 +303,89 @@ class DevServerClient:
         url = URL(self._base + path, encoded=True)
         deadlines = self._deadlines
         attempt = deadlines.arm()
+        status = 0  # the answer's status once its head has arrived: a 2xx is final from then on
         try:
             async with session.request(method, url, headers=headers, allow_redirects=False) as resp:
-                body = await resp.content.read(_MAX_BODY)
-                return _parse(
-                    resp.status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
+                status = resp.status
+                content = resp.content
+                body = await content.read(_MAX_BODY)  # what has arrived: usually the whole answer
+                if body and not content.at_eof():
+                    body = await _read_rest(content, body)
+                reply = _parse(
+                    status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
                 )
+            if self._secrets is not None:
+                return self._scrub(reply, headers)
+            msg = reply.error_msg
+            if msg is not None and len(msg) > _MSG_CHARS:
+                return dataclasses.replace(reply, error_msg=msg[:_MSG_CHARS])
+            return reply
         except asyncio.CancelledError:
             if deadlines.release(attempt):  # the deadline's cancellation, and nobody else's
-                return _timed_out()
+                return _cut_off(status, "timed out") if status else _timed_out()
             raise
         except TimeoutError:  # a session of the caller's own, with aiohttp's timeouts
-            return _timed_out()
+            return _cut_off(status, "timed out") if status else _timed_out()
         except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
             # A certificate that does not verify will not verify on the next attempt either.
             return Reply(None, error_code=TLS_ERROR, error_msg=f"TLS failed: {type(exc).__name__}")
+        except aiohttp.ClientResponseError as exc:
+            # The request was sent whole and the answer could not be parsed (an over-long header, a
+            # malformed status line): the server may have acted, so this is final, never re-sent.
+            reply = Reply(None, error_code=BAD_RESPONSE, error_msg=f"unreadable answer: {_describe(exc)}")
+            return self._scrub(reply, headers) if self._secrets is not None else reply  # it quotes the answer
         except aiohttp.ClientError as exc:
-            return Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
+            if status:  # the head arrived, the body broke off: the status still says what happened
+                return _cut_off(status, type(exc).__name__)
+            reply = Reply(None, error_code=CONNECTION_ERROR, error_msg=_describe(exc))
+            return self._scrub(reply, headers) if self._secrets is not None else reply
         finally:
             deadlines.release(attempt)
+
+    def _scrub(self, reply: Reply, headers: dict[str, str]) -> Reply:
+        """`reply` with every credential the request carried cut out of the text the server chose."""
+        secrets = self._secrets
+        assert secrets is not None
+        if reply.error_msg is None and reply.error_code is None:  # the common 200: two short fields
+            status, request_id = reply.status, reply.request_id
+            if not (status and secrets.found(status)) and not (request_id and secrets.found(request_id)):
+                return reply
+        redact, sent = secrets.redact, request_forms(headers)
+        msg = redact(reply.error_msg, sent)
+        return Reply(
+            reply.http_status,
+            status=redact(reply.status, sent),
+            error_code=redact(reply.error_code, sent),
+            error_msg=msg[:_MSG_CHARS] if msg else msg,
+            request_id=redact(reply.request_id, sent),
+            retry_after=reply.retry_after,
+        )
 
 
 def _timed_out() -> Reply:
     return Reply(None, error_code=TIMEOUT, error_msg="no answer within the attempt's timeout")
+
+
+async def _read_rest(content: aiohttp.StreamReader, first: bytes) -> bytes:
+    """The rest of an answer that arrives in pieces (TCP writes, chunks), up to `_MAX_BODY` in all."""
+    parts = [first]
+    size = len(first)
+    while size < _MAX_BODY:
+        piece = await content.read(_MAX_BODY - size)
+        if not piece:
+            break
+        parts.append(piece)
+        size += len(piece)
+    return b"".join(parts)
+
+
+def _cut_off(status: int, why: str) -> Reply:
+    """An answer whose head arrived but whose body did not: its status decides (a 2xx is final)."""
+    return Reply(
+        status,
+        error_code=BAD_RESPONSE if 300 <= status < 500 and status != 429 else None,
+        error_msg=f"HTTP {status}, then the answer's body broke off ({why})",
+    )
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

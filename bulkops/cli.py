@@ -279,5 +279,5 @@ def stop_command(**kw: Any) -> None:
             raise
         fail(str(found))
     finally:
-        interrupts.uninstall()
+        interrupts.uninstall(exiting=True)
     sys.exit(code)

@@ -210,9 +210,10 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
     if endpoint is None:
         raise ConfigError("no endpoint: give --region (e.g. cn-north-4) or --endpoint URL")
     options = build_options(kw, endpoint, credentials)
-    from bulkops.api import check_credentials, check_endpoint
+    from bulkops.api import check_credentials, check_endpoint, check_open_files
 
     check_credentials(credentials)
+    check_open_files(options.concurrency)
     url, plain_remote = check_endpoint(endpoint, insecure=kw["insecure"])
     if plain_remote:
         log.warning("bulkops.transport.insecure", host=url.host)

@@ -22,7 +22,10 @@ Decisions, each in one place:
 * Buckets are `ratelimit.paced_bucket`s: 99 % of the configured rate, one token of the burst held back at
   the start, so that a `--rate` equal to the server's limit does not draw 429s from arrival noise.
 * 401/403 count per project; after `circuit_threshold` in a row, the project's circuit opens: its queued
-  rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request.
+  rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request; a
+  row already sent (waiting on a retry) is `failed` with its last answer.
+* An exception while handling one row ends that row `failed` (`bulkops.internal_error`), never the run.
+  With `--wait`, a stop once accepted stays `accepted` whatever its polls meet (errors are noted).
 * A graceful stop (`Run.stop()`, e.g. on SIGINT) stops reading and dispatching, lets in-flight requests
   finish within `grace` seconds, then cancels them. Rows not finished get no record, so `--resume`
   sends them again (a stop is safe to repeat); a job that was only waiting to poll is reported `accepted`.
@@ -33,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,9 +48,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from bulkops.adaptive import AdaptiveBucket, paced_bucket
 from bulkops.clock import Clock, SystemClock
+from bulkops.feed import thread_batches
 from bulkops.hints import ThrottleHint, parse_throttle
 from bulkops.models import (
     CIRCUIT_OPEN,
+    INTERNAL_ERROR,
     INVALID_ID,
     INVALID_PROJECT_ID,
     RETRY_BUDGET,
@@ -62,6 +67,7 @@ from bulkops.options import Options, RateLimit
 from bulkops.outcomes import Action, classify_show, classify_stop
 from bulkops.overflow import Overflow
 from bulkops.ratelimit import TokenBucket
+from bulkops.redact import Redactor
 from bulkops.report import ResumeState, utc_now
 from bulkops.retry import RETRY_AFTER_CAP, THROTTLE_FLOOR, Backoff, RetryBudget
 from bulkops.scheduler import Scheduler
@@ -200,6 +206,7 @@ class _Engine:
         self.active_workers = 0
         self.workers_done = anyio.Event()
         self.awaiting_poll: set[_Job] = set()
+        self._entering: dict[str, None] = {}  # projects with rows on disk and none queued, oldest first
 
     def _bucket_for(self, project_id: str, now: float) -> TokenBucket:
         options = self.options
@@ -291,11 +298,12 @@ class _Engine:
 
     async def read(self, targets: Iterable[Target | Result] | AsyncIterable[Target | Result]) -> None:
         try:
-            async for batch in _batches(targets):
-                for item in batch:
-                    if self.stopping:
-                        return
-                    await self._admit(item)
+            async with aclosing(_batches(targets)) as batches:  # closed at once: its reader thread stops
+                async for batch in batches:
+                    for item in batch:
+                        if self.stopping:
+                            return
+                        await self._admit(item)
         finally:
             self.reader_done = True
             self._notify()
@@ -334,6 +342,8 @@ class _Engine:
             if self.stopping:
                 return
             overflow.push(item)
+            if not self.sched.queued_for(project_id):
+                self._entering[project_id] = None  # on disk only: let it in ahead of top-ups (_let_in)
             self._notify()
             return
         self.sched.push(_Job(item, project_id), self.clock.monotonic())
@@ -377,6 +387,8 @@ class _Engine:
         if not len(overflow):
             return popped
         if isinstance(popped, _Job):
+            if self._entering:
+                self._let_in()
             project_id = popped.project_id
             # Top up by queued rows only: retries waiting out a backoff cannot be sent now, and counting
             # them would starve a throttled project of the rows it could send.
@@ -384,7 +396,10 @@ class _Engine:
                 overflow.pending_for(project_id)
                 and self.sched.queued_for(project_id) <= self._project_cap // 2
             ):
-                self._refill(project_id)
+                if not self._entering:
+                    self._refill(project_id)
+                elif not self.sched.queued_for(project_id):
+                    self._entering[project_id] = None  # others wait for room: take a turn behind them
             return popped
         # Nothing sendable now: bring in projects that have rows on disk and none in memory. A project
         # that is not in memory cannot use its tokens, so these may take the scheduler past `lookahead`,
@@ -397,7 +412,24 @@ class _Engine:
                 room -= self._refill(project_id)
         return self.sched.pop(self.clock.monotonic())
 
+    def _let_in(self) -> None:
+        """Bring in projects whose rows are all on disk, before any project in memory is topped up.
+
+        When concurrency is the bound, something is always sendable, so the "nothing sendable" path of
+        `_pop` never runs: without this, a project that came after the window filled would wait until
+        the others finished. Same soft bound as there (twice `lookahead`); while projects wait for
+        room, the ones in memory drain without top-ups, which makes the room.
+        """
+        entering = self._entering
+        room = 2 * self.options.lookahead - self.sched.pending()
+        while entering and room > 0:
+            project_id = next(iter(entering))
+            del entering[project_id]
+            if project_id not in self.open_circuits and not self.sched.queued_for(project_id):
+                room -= self._refill(project_id)
+
     def _refill(self, project_id: str) -> int:
+        self._entering.pop(project_id, None)
         now = self.clock.monotonic()
         targets = self.overflow.take(project_id)
         self.sched.push_many(project_id, [_Job(target, project_id) for target in targets], now)
@@ -437,6 +469,8 @@ class _Engine:
                         while next_job is not None:
                             try:
                                 await self._handle(next_job)
+                            except Exception as exc:  # one row's failure (a bug, no file descriptors)
+                                await self._internal_error(next_job, exc)
                             finally:
                                 self.inflight -= 1
                                 self._notify()
@@ -453,6 +487,18 @@ class _Engine:
             self.active_workers -= 1
             if self.active_workers == 0:
                 self.workers_done.set()
+
+    async def _internal_error(self, job: _Job, exc: Exception) -> None:
+        """An exception escaped one row's handling: the row ends `failed`, the run goes on."""
+        log.debug("bulkops.row.internal_error", project_id=job.project_id, id=job.target.id, exc_info=exc)
+        self.awaiting_poll.discard(job)
+        creds = self.options.credentials
+        text = f"{type(exc).__name__}: {exc}"
+        msg = (Redactor(creds.secrets()).redact(text) if creds else text) or ""
+        if job.polling:  # the stop was taken: only its poll failed
+            await self._finish(job, Outcome.ACCEPTED, error_code=INTERNAL_ERROR, error_msg=_poll_note(msg))
+        else:
+            await self._finish(job, Outcome.FAILED, error_code=INTERNAL_ERROR, error_msg=msg[:300])
 
     def _take_ready(self) -> _Job | None:
         """A job the scheduler lets go now (its tokens taken), for a worker that just finished one.
@@ -527,6 +573,9 @@ class _Engine:
             await self._retry_or_fail(job, reply, now)
             return
         if action is Action.DENIED:
+            if job.polling:  # the stop was taken; a refused poll neither undoes it nor feeds the circuit
+                await self._poll_failed(job)
+                return
             await self._finish(job, verdict.outcome or Outcome.FAILED)
             await self._count_denial(job.project_id)
             return
@@ -535,6 +584,9 @@ class _Engine:
             await self._poll_later(job, now)
             return
         outcome = verdict.outcome or Outcome.FAILED
+        if outcome is Outcome.FAILED and job.polling and not 200 <= (reply.http_status or 0) < 300:
+            await self._poll_failed(job)  # a 4xx to the poll: the stop still stands
+            return
         if job.failures and outcome.succeeded:
             self._budget(job.project_id).refund()  # a retry that worked costs the budget nothing
         if outcome is Outcome.ACCEPTED and self.options.wait and not job.polling:
@@ -625,8 +677,24 @@ class _Engine:
         self.stats.throttled_out.append(job.project_id)
         await self._open_circuit(job.project_id, THROTTLED, why, "bulkops.throttle.gave_up")
 
+    async def _poll_failed(self, job: _Job) -> None:
+        """Polling cannot finish (refused, an error, errors until --wait-timeout): the stop stays accepted."""
+        reply = job.last
+        assert reply is not None
+        what = f"HTTP {reply.http_status}" if reply.http_status is not None else "no answer"
+        await self._finish(
+            job,
+            Outcome.ACCEPTED,
+            error_code=reply.error_code,
+            error_msg=_poll_note(f"{what}: {reply.error_msg or ''}"),
+        )
+
     async def _poll_later(self, job: _Job, now: float) -> None:
         if now - job.poll_started >= self.options.wait_timeout:
+            last = job.last
+            if last is not None and not 200 <= (last.http_status or 0) < 300:
+                await self._poll_failed(job)  # the last poll failed: not known to be stuck, unknown
+                return
             await self._finish(
                 job,
                 Outcome.FAILED,
@@ -697,10 +765,14 @@ class _Engine:
             await self._finish(job, Outcome.ACCEPTED)
 
 
+def _poll_note(what: str) -> str:
+    return f"stop accepted; polling failed: {what}"[:300]
+
+
 async def _batches(
     targets: Iterable[Target | Result] | AsyncIterable[Target | Result],
-) -> AsyncIterator[list[Target | Result]]:
-    """Yield the input in batches; a blocking iterator (a file, stdin) is read off the event loop."""
+) -> AsyncGenerator[list[Target | Result], None]:
+    """Yield the input in batches, as it arrives; a blocking iterator (a file, stdin) is read in a thread."""
     if isinstance(targets, AsyncIterable):
         batch: list[Target | Result] = []
         async for item in targets:
@@ -715,16 +787,11 @@ async def _batches(
         for i in range(0, len(targets), _READ_BATCH):
             yield list(targets[i : i + _READ_BATCH])
         return
-    it = iter(targets)
-
-    def take() -> list[Target | Result]:
-        return [item for _, item in zip(range(_READ_BATCH), it, strict=False)]
-
-    while True:
-        chunk = await anyio.to_thread.run_sync(take)
-        if not chunk:
-            return
-        yield chunk
+    # A file or a pipe: read in a thread of its own, handed over as rows arrive, never waited for on
+    # cancellation (a pipe that writes nothing for a minute must neither hold rows back nor signals).
+    async with aclosing(thread_batches(targets, _READ_BATCH)) as chunks:
+        async for chunk in chunks:
+            yield chunk
 
 
 @asynccontextmanager

@@ -96,10 +96,15 @@ class Interrupts:
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
-    def uninstall(self) -> None:
-        """Give SIGINT and SIGTERM back their earlier handlers."""
+    def uninstall(self, *, exiting: bool = False) -> None:
+        """Give SIGINT and SIGTERM back their earlier handlers.
+
+        With `exiting` (the command is on its way out) and a signal received, the rest of the burst
+        (`timeout`'s second TERM, which may land after the run already wound down) is ignored instead, so it
+        cannot kill the process between the summary and exit 130.
+        """
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            signal.signal(signum, signal.SIG_IGN if exiting and self.received else previous)
         self._previous.clear()
 
     @contextlib.contextmanager

@@ -1,21 +1,25 @@
 """The one place that turns an API reply into a decision: final outcome, retry, back off, or give up.
 
 Rules are checked top to bottom; the error code wins over the HTTP status (API-NOTES: "classify by
-`error_code` first, HTTP status second").
+`error_code` first, HTTP status second"), except that a 2xx to a stop is final: the server took the stop,
+and sending it again because of what the body says would be a second stop after a success.
 
 classify_stop (PUT .../stop):
 
+    2xx                                    DONE       accepted          (whatever the body says: the
+                                                                          server took it; never re-sent)
     error_code ModelArts.6307 / 6308       DONE       already_stopped   (also on a retry after a lost
                                                                           answer: the first try worked)
     error_code ModelArts.6309              DONE       not_found
     error_code APIG.0308 / APIGW.0308      THROTTLED  -
-    2xx                                    DONE       accepted          (even if the body did not parse)
     404                                    DONE       not_found
     429                                    THROTTLED  -
     401, 403                               DENIED     failed            (feeds the project's circuit)
     408, 500, 502, 503, 504                RETRY      -
     no HTTP status, bulkops.tls_error      DENIED     failed            (a certificate that does not
                                                                           verify will not on retry)
+    no HTTP status, bulkops.bad_response   DONE       failed            (sent whole, answer unreadable:
+                                                                          the server may have acted)
     no HTTP status (timeout, reset, ...)   RETRY      -
     anything else (other 4xx, 501, ...)    DONE       failed
 
@@ -37,7 +41,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from bulkops.models import TLS_ERROR, Outcome, Reply
+from bulkops.models import BAD_RESPONSE, TLS_ERROR, Outcome, Reply
 
 ALREADY_STOPPED_CODES = frozenset({"ModelArts.6307", "ModelArts.6308"})
 NOT_FOUND_CODES = frozenset({"ModelArts.6309"})
@@ -89,8 +93,11 @@ def _classify_error(reply: Reply) -> Verdict | None:
         return _THROTTLED
     status = reply.http_status
     if status is None:
-        # No answer: transient, except a TLS failure, which repeats like an auth refusal.
-        return _DENIED if code == TLS_ERROR else _RETRY
+        # No answer: transient, except a TLS failure, which repeats like an auth refusal, and an answer
+        # that came but could not be parsed (it may have been a success: never re-sent).
+        if code == TLS_ERROR:
+            return _DENIED
+        return _FAILED if code == BAD_RESPONSE else _RETRY
     if 200 <= status < 300:
         return None
     if status == 404:
@@ -106,6 +113,9 @@ def _classify_error(reply: Reply) -> Verdict | None:
 
 def classify_stop(reply: Reply) -> Verdict:
     """The verdict on one stop attempt (see the module docstring's table)."""
+    status = reply.http_status
+    if status is not None and 200 <= status < 300:
+        return _ACCEPTED
     if reply.error_code in ALREADY_STOPPED_CODES:
         return _ALREADY_STOPPED
     verdict = _classify_error(reply)

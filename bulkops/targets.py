@@ -321,10 +321,13 @@ def _open(source: Source) -> tuple[_Readline, BinaryIO | None, str, str | None]:
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         if path == "-":
-            return sys.stdin.buffer.readline, None, "standard input", None
+            return _own_reader(sys.stdin.buffer), None, "standard input", None
         file = _open_path(path)
         return file.readline, file, repr(path), path
     name = _stream_name(source)
+    stdin_buffer: BinaryIO | None = getattr(sys.stdin, "buffer", None)
+    if stdin_buffer is not None and (source is sys.stdin or source is stdin_buffer):
+        return _own_reader(stdin_buffer), None, "standard input", None
     if isinstance(source, io.TextIOBase):
         is_text = True
     elif isinstance(source, io.RawIOBase | io.BufferedIOBase):
@@ -348,6 +351,21 @@ def _open(source: Source) -> tuple[_Readline, BinaryIO | None, str, str | None]:
     if isinstance(source, io.RawIOBase):
         return io.BufferedReader(source).readline, None, name, None
     return cast(BinaryIO, source).readline, None, name, None
+
+
+def _own_reader(stdin: BinaryIO) -> _Readline:
+    """Standard input's readline through a reader of bulkops' own over the same file descriptor.
+
+    The engine reads rows in a thread that a stop may abandon in the middle of a read (a silent pipe at
+    SIGTERM). Were that read holding `sys.stdin.buffer`'s lock, the interpreter's own close of sys.stdin
+    at exit would find it taken and abort ("Fatal Python error: _enter_buffered_busy"). Nothing else ever
+    closes a reader only bulkops holds. A stdin without a descriptor (a test's) is read as it is.
+    """
+    try:
+        fd = stdin.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        return stdin.readline
+    return open(fd, "rb", closefd=False).readline  # never closed: a descriptor it does not own
 
 
 def _open_path(path: str) -> BinaryIO:

@@ -71,6 +71,8 @@ def test_benchmark_smoke_completes_and_writes_its_json(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "smoke.json").read_text())
     scenarios = {r["scenario"] for r in data["results"]}
     assert {"signing", "startup", "cpu", "cpu-50ms", "rate"} <= scenarios
+    throttle = {"throttle-2x", "throttle-10x", "throttle-100x", "throttle-bare", "throttle-minute"}
+    assert throttle | {"throttle-drop"} <= scenarios  # issue 11's matrix, its figures unchecked here
     clients = {run["client"] for r in data["results"] for run in r.get("runs", [])}
     assert {"bulkops", "aiohttp_loop"} <= clients
     assert all(run["rows"] > 0 for r in data["results"] for run in r.get("runs", []))

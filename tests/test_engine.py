@@ -376,3 +376,107 @@ async def test_resumed_invalid_rows_keep_exit_status_one() -> None:
         results = [r async for r in run]
     assert [r.outcome for r in results] == [Outcome.ACCEPTED]
     assert run.stats.exit_code() == 1
+
+
+class RaisingClient(ScriptedClient):
+    """A scripted client whose calls for some instances raise (a bug, or the process out of files)."""
+
+    def __init__(self, clock: FakeClock, stops: set[str], polls: frozenset[str] = frozenset()) -> None:
+        super().__init__(clock)
+        self.raising_stops = stops
+        self.raising_polls = polls
+
+    async def stop(self, project_id: str, instance_id: str) -> Reply:
+        reply = await super().stop(project_id, instance_id)
+        if instance_id in self.raising_stops:
+            raise OSError(24, "Too many open files")
+        return reply
+
+    async def show(self, project_id: str, instance_id: str) -> Reply:
+        reply = await super().show(project_id, instance_id)
+        if instance_id in self.raising_polls:
+            raise RuntimeError("a bug while polling")
+        return reply
+
+
+async def test_an_unexpected_exception_fails_its_row_and_the_run_goes_on() -> None:
+    """An exception raised while handling one row ends that row `failed` (`bulkops.internal_error`);
+    every other row still gets its own result."""
+    clock = FakeClock()
+    client = RaisingClient(clock, {iid(3), iid(7)})
+    results = await collect(targets(P1, 20), opts(concurrency=4), client, clock)
+    by_line = {r.line: r for r in results}
+    assert sorted(by_line) == list(range(1, 21)) and len(results) == 20
+    for line in (4, 8):
+        assert (by_line[line].outcome, by_line[line].error_code) == (Outcome.FAILED, "bulkops.internal_error")
+        assert by_line[line].error_msg is not None and "Too many open files" in by_line[line].error_msg
+    assert Counter(r.outcome for r in results)[Outcome.ACCEPTED] == 18
+
+
+async def test_an_exception_while_polling_keeps_the_stop_accepted() -> None:
+    """With --wait, an exception while polling a stop that was accepted leaves the row `accepted`, the
+    error noted; the other rows are polled to `stopped`."""
+    clock = FakeClock()
+    client = RaisingClient(clock, set(), frozenset({iid(1)}))
+    results = await collect(targets(P1, 3), opts(wait=True), client, clock)
+    by_line = {r.line: r for r in results}
+    assert [by_line[n].outcome for n in (1, 2, 3)] == [Outcome.STOPPED, Outcome.ACCEPTED, Outcome.STOPPED]
+    assert by_line[2].error_code == "bulkops.internal_error"
+
+
+E401 = Reply(401, error_code="APIGW.0301", error_msg="Incorrect IAM authentication information")
+
+
+@pytest.mark.parametrize(
+    "poll",
+    [E401, E403, Reply(400, error_code="ModelArts.0101", error_msg="bad request"), E503],
+    ids=["401", "403", "400", "503-until-wait-timeout"],
+)
+async def test_a_poll_that_cannot_finish_leaves_the_stop_accepted(poll: Reply) -> None:
+    """With --wait, a status poll answered 401/403/other 4xx (or 5xx until --wait-timeout) leaves an
+    accepted stop `accepted` with the poll's error noted, and does not count toward the circuit."""
+    clock = FakeClock()
+    client = ScriptedClient(clock, shows={iid(i): [poll] for i in range(6)})
+    options = opts(wait=True, wait_timeout=30.0, circuit_threshold=2, concurrency=2)
+    async with started(targets(P1, 6), options, client, clock) as run:
+        results = [r async for r in run]
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 6
+    assert all(r.error_code == poll.error_code and r.http_status == poll.http_status for r in results)
+    assert all(r.error_msg and r.error_msg.startswith("stop accepted; polling failed") for r in results)
+    assert run.stats.circuits_opened == []
+    assert Counter(c[1] for c in client.calls)["stop"] == 6
+
+
+async def test_rows_sent_then_skipped_by_the_circuit_are_failed_with_their_last_answer() -> None:
+    """A row that was sent and waits on a retry when its project's circuit opens is `failed`, naming the
+    circuit and its last answer (a 503 here), not `skipped` as if never sent."""
+    clock = FakeClock()
+    scripts = {iid(0): [E503, OK], **{iid(i): [E403] for i in range(1, 8)}}
+    client = ScriptedClient(clock, scripts)
+    options = opts(concurrency=8, circuit_threshold=3, retry=RetryPolicy(base_delay=5.0))
+    results = await collect(targets(P1, 8), options, client, clock)
+    first = next(r for r in results if r.line == 1)
+    assert (first.outcome, first.http_status, first.error_code, first.attempts) == (
+        Outcome.FAILED,
+        503,
+        CIRCUIT_OPEN,
+        1,
+    )
+    assert "ModelArts.0001: busy" in (first.error_msg or "")
+    assert client.counts[iid(0)] == 1
+
+
+async def test_a_project_that_arrives_after_the_window_is_full_gets_a_share_from_the_start() -> None:
+    """Sorted input, concurrency the bound: a project whose rows all wait on disk (the read-ahead window
+    was full when they came) is sent from the start, not after the others finish."""
+    clock = FakeClock()
+    items = [
+        t for k, p in enumerate((P1, P2, P3)) for t in targets(p, 400, start=k * 1000, line0=k * 400 + 1)
+    ]
+    client = ScriptedClient(clock)
+    options = opts(rate=RateLimit(10_000.0), concurrency=4, adaptive=False, lookahead=100)
+    results = await collect(items, options, client, clock)
+    assert len(results) == 1200
+    first = {p: min(c[0] for c in client.calls if c[2] == p) for p in (P1, P2, P3)}
+    span = max(c[0] for c in client.calls)
+    assert max(first.values()) < 0.05 * span, (first, span)
