@@ -16,7 +16,9 @@ meets them:
   first 429, once the window reaches the bucket's capacity (it no longer binds then), or when a full
   window has waited past `SLOW_START_SPAN` (2 s) from the first request (hung requests hold it).
 * **Hints.** A 429 whose message states the limit (`limit:10,time:1 second`, see `hints`) sets the rate at
-  once to `HINT_SAFETY` (97 %) of it, with a capacity that cannot exceed the window's allowance, and
+  once to `HINT_SAFETY` (98 %) of it, with a capacity that cannot exceed the window's allowance (but
+  two tokens at least from a limit of 10 per window: a pace below the limit refills the gateway's bucket,
+  and one token loses every send that a busy loop delays), and
   drops the banked tokens: what is queued but not yet sent waits for the new pace. Later 429s sent before
   that cut are the same signal and are ignored. A hint is not for good: after `LIFT_AFTER` seconds
   without a 429, the ceiling rises by `LIFT_STEP` (5 %), up to the configured rate, so a quota
@@ -53,7 +55,7 @@ RECOVERY = 12.0
 #: Least time between two counted decreases (seconds).
 HOLD = 0.5
 #: Share of a hinted limit the bucket aims at.
-HINT_SAFETY = 0.97
+HINT_SAFETY = 0.98
 #: Requests a probing project may have unanswered at first.
 INITIAL_WINDOW = 3.0
 #: How much each success widens the slow-start window (0.5: about 1.5x per round trip).
@@ -208,7 +210,7 @@ class AdaptiveBucket(TokenBucket):
         if curve > self._rate:
             before = self._rate
             self._set_rate(now, curve)
-            return self._rate >= before * 1.25 or (self._rate >= self._ceiling > before)
+            return self._rate >= before * 1.05 or (self._rate >= self._ceiling > before)
         return False
 
     def on_throttle(
@@ -256,7 +258,8 @@ class AdaptiveBucket(TokenBucket):
         self._floor = min(self._floor, cap)
         self._refill(now)
         allowance = math.floor(hint.effective_rate * hint.window - cap * hint.window)
-        self._capacity = max(1.0, min(self._capacity, float(allowance)))
+        least = 2.0 if hint.limit >= 10 else 1.0
+        self._capacity = max(least, min(self._capacity, float(allowance)))
         self._rate = cap
         self._w_max = cap
         self._drain(now)  # what is queued waits for the new pace

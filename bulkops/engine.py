@@ -650,6 +650,17 @@ class _Engine:
             measured=None if bucket.measured_rate is None else round(bucket.measured_rate, 2),
         )
 
+    def note_learned_rates(self) -> None:
+        """Put the rates in use at the end into the stats (the summary): every project whose rate a 429
+        taught, at the pace it was last sent at, not the last logged change."""
+        learned = self.stats.learned_rates
+        for project_id, bucket in self.sched.buckets():
+            if isinstance(bucket, AdaptiveBucket) and bucket.learned:
+                learned[project_id] = bucket.rate
+        glob = self.sched.global_bucket
+        if isinstance(glob, AdaptiveBucket) and glob.learned:
+            learned["*"] = glob.rate
+
     def _warn_clamped(self, project_id: str, hint: ThrottleHint) -> None:
         if project_id in self.warned_hints:
             return
@@ -843,6 +854,7 @@ async def _main(engine: _Engine, targets: Iterable[Target | Result] | AsyncItera
     finally:
         engine.overflow.close()
     engine.stats.finished = engine.clock.monotonic()
+    engine.note_learned_rates()
     log.info("bulkops.run.finish", **engine.stats.as_dict())
 
 

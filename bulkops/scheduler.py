@@ -221,6 +221,10 @@ class Scheduler(Generic[T]):
     def __len__(self) -> int:
         return self.pending()
 
+    def buckets(self) -> list[tuple[str, TokenBucket]]:
+        """Every project seen so far, with its bucket."""
+        return [(project_id, project.bucket) for project_id, project in self._projects.items()]
+
     def projects(self) -> int:
         """How many projects the scheduler has seen (each keeps its bucket)."""
         return len(self._projects)
