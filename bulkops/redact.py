@@ -62,15 +62,18 @@ def request_forms(request: Mapping[str, str]) -> list[str]:
 class Redactor:
     """Replaces every form of the given secrets (and of a request's credential headers) with `***`."""
 
-    __slots__ = ("_pattern",)
+    __slots__ = ("_pattern", "_shortest")
 
     def __init__(self, secrets: Iterable[str]) -> None:
         every = sorted({form for value in secrets if value for form in forms(value)}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, every))) if every else None
+        self._shortest = len(every[-1]) if every else 0
 
     def found(self, text: str) -> bool:
-        """True when `text` holds a form of one of the secrets."""
-        return self._pattern is not None and self._pattern.search(text) is not None
+        """True when `text` holds a form of one of the secrets (a text shorter than all cannot)."""
+        if self._pattern is None or len(text) < self._shortest:
+            return False
+        return self._pattern.search(text) is not None
 
     def redact(self, text: str | None, request: Sequence[str] = ()) -> str | None:
         """`text` with every form of the secrets, and the `request_forms` of the request, cut out."""

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from bulkops.clock import FakeClock
 from bulkops.engine import Run, stop_instances
@@ -404,7 +406,12 @@ async def test_an_unexpected_exception_fails_its_row_and_the_run_goes_on() -> No
     every other row still gets its own result."""
     clock = FakeClock()
     client = RaisingClient(clock, {iid(3), iid(7)})
-    results = await collect(targets(P1, 20), opts(concurrency=4), client, clock)
+    structlog.reset_defaults()  # a CLI test before this one may have left the level at info
+    with capture_logs() as logged:
+        results = await collect(targets(P1, 20), opts(concurrency=4), client, clock)
+    errors = [e for e in logged if e["event"] == "bulkops.row.internal_error"]
+    assert [(e["log_level"], e["id"]) for e in errors] == [("debug", iid(3)), ("debug", iid(7))]
+    assert all(isinstance(e["exc_info"], OSError) for e in errors)  # rendered as a traceback
     by_line = {r.line: r for r in results}
     assert sorted(by_line) == list(range(1, 21)) and len(results) == 20
     for line in (4, 8):
