@@ -64,6 +64,14 @@ def test_line_shows_done_total_rate_eta_outcomes_and_traffic() -> None:
     assert "accepted 250 failed 1" in line and "429s 7 retries 9" in line
 
 
+def test_line_shows_projects_slowed_by_429s_and_the_slowest_rate() -> None:
+    """When 429s taught rates below --rate, the line says how many projects and the slowest one's rate."""
+    stats = stats_with(10)
+    stats.learned_rates.update({"0123456789abcdef": 4.85, "fedcba9876543210": 48.5})
+    line = render_line(10, 100, 5.0, stats, 160, 2.0)
+    assert "slowed 2 (01234567 4.85/s)" in line
+
+
 @pytest.mark.parametrize("width", [20, 40, 60, 80, 100, 200])
 def test_line_fits_the_terminal_width(width: int) -> None:
     """However many outcomes, the line is at least three columns short of the width (room for ^C)."""
