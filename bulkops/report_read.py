@@ -32,7 +32,7 @@ from typing import Any
 from bulkops.errors import ReportError
 from bulkops.linebits import LineBits
 from bulkops.models import DUPLICATE, Outcome
-from bulkops.report import parse_record
+from bulkops.resume import parse_record
 from bulkops.seen import SeenIndex
 
 _SUCCESS = frozenset(o.value for o in Outcome if o.succeeded)

@@ -28,7 +28,8 @@ from bulkops.errors import ReportError
 from bulkops.interrupts import Interrupts
 from bulkops.models import Result, Target
 from bulkops.options import Options
-from bulkops.report import ReportWriter, ResumeState
+from bulkops.report import ReportWriter
+from bulkops.resume import ResumeState
 from bulkops.summary import RunStats
 
 log = structlog.get_logger("bulkops.runner")
