@@ -19,6 +19,7 @@ from typing import TextIO, TypeVar
 
 import click
 
+from bulkops.errorline import fail
 from bulkops.errors import BulkOpsError
 from bulkops.models import Outcome
 from bulkops.report_read import Summary, retry_rows, summarize
@@ -32,8 +33,6 @@ _WIDTH = 100
 
 def _guard(work: Callable[[], T]) -> T:
     """Run `work`; a BulkOpsError becomes one `bulkops: error:` line and exit 2."""
-    from bulkops.cli import fail
-
     try:
         return work()
     except BulkOpsError as exc:
@@ -191,8 +190,6 @@ def failed_command(report_path: str, output: str, include_not_found: bool) -> No
             with open(output, "w", encoding="utf-8", newline="") as fh:
                 _write_csv(fh, result.rows)
         except OSError as exc:
-            from bulkops.cli import fail
-
             fail(f"cannot write {output}: {exc.strerror or exc}")
     note = ""
     if result.not_found_excluded:
