@@ -22,7 +22,7 @@ import click
 from bulkops.errorline import fail
 from bulkops.errors import BulkOpsError
 from bulkops.models import Outcome
-from bulkops.report_read import Summary, retry_rows, summarize
+from bulkops.report_read import ReportDigest, retry_rows, summarize
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ def summarize_command(report_path: str, as_json: bool, top: int) -> None:
     click.echo(render_summary(summary, report_path))
 
 
-def render_summary(s: Summary, path: str) -> str:
+def render_summary(s: ReportDigest, path: str) -> str:
     """The human summary of a report, at most 100 columns wide."""
     d = s.as_dict()
     out: list[str] = []
@@ -120,7 +120,7 @@ def render_summary(s: Summary, path: str) -> str:
     return "\n".join(_wrap(line) for line in out)
 
 
-def _project_table(s: Summary) -> list[str]:
+def _project_table(s: ReportDigest) -> list[str]:
     seen = set(s.outcomes)
     cols = [c for c in _COLUMNS if c in seen] + sorted(seen - set(_COLUMNS))
     heads = [_HEADERS.get(c, c) for c in cols]
