@@ -255,13 +255,24 @@ def report_metrics(path: Path) -> dict[str, Any]:
 
 
 def bulkops_stop(
-    csv: Path, url: str, report: Path, *, rate: float, concurrency: int, log_level: str = "warning"
+    csv: Path,
+    url: str,
+    report: Path,
+    *,
+    rate: float,
+    concurrency: int,
+    log_level: str = "warning",
+    slow_start: bool = True,
 ) -> list[str]:
-    """The command line of a bulkops run, as a user types it (`log_level` debug: the rate changes too)."""
+    """The command line of a bulkops run, as a user types it (`log_level` debug: the rate changes too).
+
+    `slow_start=False` is the user who knows `--rate` is the real limit (`--no-slow-start`): the latency-
+    and CPU-bound scenarios, which compare the engine at full speed with clients that have no slow start.
+    """
     return [
         *BULKOPS, "stop", str(csv), "--endpoint", url, "--rate", f"{rate:g}",
         "--concurrency", str(concurrency), "--report", str(report), "--yes", "--no-progress",
-        "--log-level", log_level, "--log-format", "json",
+        "--log-level", log_level, "--log-format", "json", *([] if slow_start else ["--no-slow-start"]),
     ]  # fmt: skip
 
 

@@ -78,12 +78,13 @@ def _bulkops_run(
     concurrency: int,
     size: Size,
     sim: harness.Server | None = None,
+    slow_start: bool = True,
 ) -> dict[str, Any]:
     report = work / f"{name}.jsonl"
     report.unlink(missing_ok=True)
     before = sim.stats() if sim is not None else None
     run = run_client(
-        bulkops_stop(csv, url, report, rate=rate, concurrency=concurrency),
+        bulkops_stop(csv, url, report, rate=rate, concurrency=concurrency, slow_start=slow_start),
         name,
         workdir=work,
         timeout=size.timeout,
@@ -301,7 +302,16 @@ def scenario_latency(work: Path, size: Size) -> list[dict[str, Any]]:
     with harness.fast_server(0.1, log=work / "latency-server.log") as srv:
         for r in range(size.rounds):
             runs.append(
-                _bulkops_run(f"latency-bulkops-{r}", csv, srv.url, work, rate=1e6, concurrency=256, size=size)
+                _bulkops_run(
+                    f"latency-bulkops-{r}",
+                    csv,
+                    srv.url,
+                    work,
+                    rate=1e6,
+                    concurrency=256,
+                    size=size,
+                    slow_start=False,
+                )
             )
             runs.append(
                 _baseline_run(
@@ -351,7 +361,14 @@ def _side_by_side(
         for r in range(size.rounds):  # A B C A B C: drift hits every client alike
             runs.append(
                 _bulkops_run(
-                    f"{name}-bulkops-{r}", csv, srv.url, work, rate=1e6, concurrency=concurrency, size=size
+                    f"{name}-bulkops-{r}",
+                    csv,
+                    srv.url,
+                    work,
+                    rate=1e6,
+                    concurrency=concurrency,
+                    size=size,
+                    slow_start=False,
                 )
             )
             runs.append(

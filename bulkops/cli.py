@@ -193,6 +193,13 @@ def _log_format_default() -> str:
     help="Seconds for one HTTP attempt.",
 )
 @click.option(
+    "--slow-start/--no-slow-start",
+    default=True,
+    show_default=True,
+    help="Start projects whose limit no --rates-file states with a few requests and climb to --rate; "
+    "--no-slow-start when --rate is the real limit (saves the first round trips).",
+)
+@click.option(
     "--throttle-timeout",
     type=float,
     default=900.0,

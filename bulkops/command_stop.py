@@ -125,6 +125,7 @@ def build_options(kw: dict[str, Any], endpoint: str, credentials: Credentials | 
         wait=kw["wait"],
         wait_timeout=kw["wait_timeout"],
         throttle_timeout=kw.get("throttle_timeout", 900.0),
+        slow_start=kw.get("slow_start", True),
         poll_interval=kw.get("poll_interval", 3.0),
         insecure=kw["insecure"],
     )

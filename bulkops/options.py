@@ -90,6 +90,7 @@ class Options:
     insecure: bool = False
     adaptive: bool = True
     throttle_timeout: float = 900.0
+    slow_start: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
@@ -106,8 +107,9 @@ class Options:
             raise ConfigError(f"grace must be zero or more seconds, got {self.grace!r}")
 
     def rate_known(self, project_id: str) -> bool:
-        """True when `rates` (a `--rates-file`) states this project's limit: no need to probe for it."""
-        return project_id in self.rates
+        """True when the project's limit is known, so that it starts at its rate without a slow start: a
+        `rates` entry (`--rates-file`) states it, or `slow_start` is off (`--rate` is the real limit)."""
+        return not self.slow_start or project_id in self.rates
 
     def rate_for(self, project_id: str) -> RateLimit:
         """The bucket shape for one project: its entry in `rates`, else the default `rate`."""

@@ -124,10 +124,10 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def spawn(args: Sequence[str], env: dict[str, str], **kw: Any) -> subprocess.Popen[bytes]:
-    """Start `python -m bulkops ARGS` with stdout and stderr captured."""
+    """Start `python -m bulkops ARGS` with stdout and stderr captured (stdin: `stdin=`, else none)."""
     return subprocess.Popen(
         [sys.executable, "-m", "bulkops", *args],
-        stdin=subprocess.DEVNULL,
+        stdin=kw.pop("stdin", subprocess.DEVNULL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

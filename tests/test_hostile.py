@@ -27,7 +27,7 @@ from urllib.parse import quote
 import anyio
 import pytest
 import structlog
-from _reliability import CLEAN_ENV, REPO, SimThread, cli_env, count_lines, kill
+from _reliability import CLEAN_ENV, REPO, SimThread, cli_env, count_lines, kill, spawn
 from click.testing import CliRunner
 
 from bulkops.api import DevServerClient
@@ -310,14 +310,7 @@ def test_sigterm_ends_a_run_whose_stdin_pipe_is_silent(tmp_path: Path) -> None:
         project = sim.inventory.project_ids[0]
         first, second = [i for i, _ in sim.inventory.iter_instances(project)]
         args = ["stop", "-", "--endpoint", sim.url, "--yes", "--report", str(report), "--log-format", "json"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bulkops", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=cli_env(),
-            cwd=REPO,
-        )
+        proc = spawn(args, cli_env(), stdin=subprocess.PIPE)
         try:
             assert proc.stdin is not None
             proc.stdin.write(f"project_id,id\n{project},{first}\n".encode())

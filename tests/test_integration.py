@@ -159,7 +159,7 @@ def test_limits_far_below_rate_fail_no_row_through_the_cli(tmp_path: Path) -> No
     from bulkops.simulator.inventory import make_inventory
 
     limits = (5, 10, 25, 50)
-    spec = InventorySpec(projects=4, instances_per_project=500, status_mix={"RUNNING": 1.0}, seed=11)
+    spec = InventorySpec(projects=4, instances_per_project=750, status_mix={"RUNNING": 1.0}, seed=11)
     projects = make_inventory(spec).project_ids
     config = SimulatorConfig(
         seed=11,
@@ -171,8 +171,8 @@ def test_limits_far_below_rate_fail_no_row_through_the_cli(tmp_path: Path) -> No
     csv = tmp_path / "fleet.csv"
     lines = ["project_id,id"]
     inventory = make_inventory(spec)
-    for p, n in zip(projects, limits, strict=True):  # ten seconds of each project's limit
-        lines += [f"{p},{i}" for (i, _s), _ in zip(inventory.iter_instances(p), range(10 * n), strict=False)]
+    for p, n in zip(projects, limits, strict=True):  # fifteen seconds of each project's limit
+        lines += [f"{p},{i}" for (i, _s), _ in zip(inventory.iter_instances(p), range(15 * n), strict=False)]
     csv.write_text("\n".join(lines) + "\n")
     report = tmp_path / "report.jsonl"
     with SimThread(config) as sim:
@@ -186,5 +186,5 @@ def test_limits_far_below_rate_fail_no_row_through_the_cli(tmp_path: Path) -> No
         requests, throttled = totals.requests, totals.throttled
     assert proc.returncode == 0, err.decode()[-2000:]
     outcomes = Counter(json.loads(line)["outcome"] for line in report.read_text().splitlines())
-    assert outcomes == {"accepted": 900}
+    assert outcomes == {"accepted": 1350}
     assert throttled <= 0.05 * requests, (throttled, requests)

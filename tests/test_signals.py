@@ -10,7 +10,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -171,13 +170,7 @@ def test_sigterm_before_the_run_starts_exits_130_with_summary(tmp_path: Path, si
     thread = SimThread(config)
     with thread as sim:
         args = ["stop", "-", "--endpoint", sim.url, "--yes", "--report", str(report), "--log-format", "json"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bulkops", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=cli_env(),
-        )
+        proc = spawn(args, cli_env(), stdin=subprocess.PIPE)
         try:
             assert proc.stdin is not None
             wait_until(lambda: _blocked_on_stdin(proc.pid) or proc.poll() is not None, 30, "a read on stdin")

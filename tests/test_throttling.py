@@ -279,3 +279,15 @@ async def test_429s_spend_neither_max_attempts_nor_the_retry_budget() -> None:
     assert_all_accepted(results, 25)
     assert gateway.throttled == 60  # more 429s than any budget's floor: they spent none of it
     assert all(r.attempts == 7 for r in results if r.project_id == pid(1))
+
+
+@pytest.mark.parametrize("slow_start", [True, False])
+async def test_slow_start_sends_a_few_first_unless_the_rate_is_known(slow_start: bool) -> None:
+    """By default a project whose limit is a guess starts with 3 requests in flight, not its whole burst;
+    `--no-slow-start` (the rate is the real limit) sends the burst at once."""
+    gateway = Gateway(FakeClock(), {})
+    items = rows({pid(1): 40})
+    results = await run(items, gateway, rate=RateLimit(40.0), slow_start=slow_start)
+    assert_all_accepted(results, 40)
+    first_flight = sum(1 for t in gateway.sent_at[pid(1)] if t < 0.01)
+    assert first_flight == (3 if slow_start else 39)  # 39: a burst of 40 with one token held back
