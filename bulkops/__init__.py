@@ -25,7 +25,8 @@ from bulkops.options import Options, RateLimit, RetryPolicy
 
 if TYPE_CHECKING:
     from bulkops.engine import Run, stop_instances
-    from bulkops.report import ReportWriter, ResumeState, load_resume
+    from bulkops.report import ReportWriter
+    from bulkops.resume import ResumeState, load_resume
     from bulkops.summary import RunStats
     from bulkops.targets import read_targets
 
@@ -58,8 +59,8 @@ _LAZY = {
     "Run": "bulkops.engine",
     "stop_instances": "bulkops.engine",
     "ReportWriter": "bulkops.report",
-    "ResumeState": "bulkops.report",
-    "load_resume": "bulkops.report",
+    "ResumeState": "bulkops.resume",
+    "load_resume": "bulkops.resume",
     "RunStats": "bulkops.summary",
     "read_targets": "bulkops.targets",
 }

@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 
 import click
 
+from bulkops.errorline import fail
 from bulkops.errors import BulkOpsError
-from bulkops.summary import EXIT_INTERRUPTED, EXIT_USAGE
+from bulkops.summary import EXIT_INTERRUPTED
 
 _LAZY = {
     "simulate": ("bulkops.simulator.command", "simulate"),
@@ -77,12 +78,6 @@ class _LazyGroup(click.Group):
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one error line and exit."""
-    click.echo(f"bulkops: error: {message}", err=True)
-    sys.exit(code)
 
 
 def find_error(exc: BaseException) -> BulkOpsError | None:

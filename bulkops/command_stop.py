@@ -32,10 +32,12 @@ from bulkops.models import Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.plan import make_plan
 from bulkops.regions import endpoint_for
-from bulkops.report import ReportWriter, ResumeState, default_report_path, load_resume
+from bulkops.report import ReportWriter, default_report_path
 from bulkops.reportfile import open_report
+from bulkops.resume import ResumeState, load_resume
+from bulkops.rowcount import count_rows
 from bulkops.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
-from bulkops.targets import count_rows, read_targets
+from bulkops.targets import read_targets
 
 if TYPE_CHECKING:
     from bulkops.runner import Observer

@@ -12,6 +12,22 @@ the answer, then `task.uncancel()` where the `CancelledError` is caught (`releas
 cancelled the task too (a cancel scope, a shutdown), the task is still cancelling after that uncancel and
 the `CancelledError` goes on; only a cancellation that is the deadline's alone becomes a timeout.
 
+What this leans on in anyio (4.16), and why it is pinned. A deadline cancels with asyncio's own
+`task.cancel()` inside anyio task groups, so it is correct only while anyio keeps doing three things:
+  * it marks a scope's cancellation with its own message ("Cancelled via cancel scope ...") and swallows
+    only a `CancelledError` that carries it: a deadline's bare `cancel()` is never taken for a scope's (and
+    `sweep` leaves a task alone that something else is already cancelling, not to overwrite that message);
+  * it does not cancel a task whose cancellation is already under way (`_must_cancel` set, or the future
+    it waits on already cancelled) but delivers the scope's cancellation again on the next loop turn, until
+    the task has left the scope: so a scope cancelled in the same turn as a deadline still ends the task at
+    its next await, after the attempt became a timeout reply;
+  * on leaving a scope it compares `task.cancelling()` with its value on entry: `release()` undoes the
+    deadline's request with `uncancel()`, so the count is back where the scope expects it.
+tests/test_deadlines.py pins these where they show (a scope and a deadline in the same turn, on a task
+waiting on a bare yield and on a future, in a task group; a deadline in a task group is a timeout reply
+and cancels nothing else). If anyio changes them and those tests fail, time attempts out with anyio's own
+scopes instead (a `CancelScope` with a deadline per attempt), and pay the timer per request.
+
 Resolution. A deadline fires within `period` after it passed: a twentieth of the timeout, between 5 ms
 and 250 ms (a 30 s timeout fires between 30.0 and 30.25 s).
 """

@@ -68,7 +68,7 @@ from bulkops.outcomes import Action, classify_show, classify_stop
 from bulkops.overflow import Overflow
 from bulkops.ratelimit import TokenBucket
 from bulkops.redact import Redactor
-from bulkops.report import ResumeState, utc_now
+from bulkops.resume import ResumeState, utc_now
 from bulkops.retry import RETRY_AFTER_CAP, THROTTLE_FLOOR, Backoff, RetryBudget
 from bulkops.scheduler import Scheduler
 from bulkops.summary import RunStats

@@ -15,8 +15,10 @@ Decisions:
 * Log lines go through the `LineWriter` that `logs.configure()` returns; the display replaces its
   `write_line` so that a log line first clears the bar, prints itself on its own line, and the bar is
   redrawn under it. One lock orders the two writers.
-* A daemon ticker thread redraws once every `idle_interval` seconds when no results arrive (e.g. every
-  project waiting on its rate limit, or `--wait` polls pending), so the elapsed time and rate stay honest.
+* A task on the run's event loop (the runner's `Observer.background`) redraws once every `idle_interval`
+  seconds when no results arrive (e.g. every project waiting on its rate limit, or `--wait` polls pending),
+  so the elapsed time and rate stay honest. Being on the loop, it reads the run's counters between two
+  steps of the engine, never halfway through an update, as a thread could.
 * `close()` clears the line and puts `write_line` back, so the summary starts on a clean line on success,
   failure and Ctrl-C alike (the runner calls it in a `finally`).
 * Only the CLI creates it, and only when stderr is a terminal (or `--progress`): nothing of it is written
@@ -33,6 +35,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import TextIO
+
+import anyio
 
 from bulkops.logs import LineWriter
 from bulkops.runner import Observer
@@ -188,7 +192,7 @@ class Progress:
             self.shown = True
 
     def idle_tick(self) -> None:
-        """Redraw when nothing was drawn for a while (called by the ticker thread)."""
+        """Redraw when nothing was drawn for a while (called by `redraw_while_idle`)."""
         now = self.clock()
         if self.last_draw is None or now - self.last_draw >= 4 * self.interval:
             self.redraw(now)
@@ -235,29 +239,14 @@ class Progress:
         return (done - d0) / span if span >= 0.5 else None
 
 
-class _Ticker:
-    """A daemon thread that calls `tick` every `period` seconds until stopped."""
-
-    def __init__(self, tick: Callable[[], None], period: float) -> None:
-        self._stop = threading.Event()
-        self._tick = tick
-        self._period = period
-        self._thread = threading.Thread(target=self._loop, name="bulkops-progress", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._period):
-            try:
-                self._tick()
-            except Exception:  # a display glitch must never end a run
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1.0)
+async def redraw_while_idle(progress: Progress, period: float) -> None:
+    """Give `progress` an idle tick every `period` seconds, on the event loop, until cancelled."""
+    while True:
+        await anyio.sleep(period)
+        try:
+            progress.idle_tick()
+        except Exception:  # a display glitch must never end a run
+            return
 
 
 def progress_observer(
@@ -269,12 +258,9 @@ def progress_observer(
 ) -> Observer:
     """The progress display as the runner's Observer; `total` is None when unknown (standard input)."""
     progress = Progress(total, stream=stream, log_writer=log_writer)
-    ticker = _Ticker(progress.idle_tick, idle_interval)
-
-    def close(stats: RunStats) -> None:
-        ticker.stop()
-        progress.close(stats)
-
     progress.redraw()
-    ticker.start()
-    return Observer(on_results=progress.on_results, close=close)
+    return Observer(
+        on_results=progress.on_results,
+        close=progress.close,
+        background=lambda: redraw_while_idle(progress, idle_interval),
+    )

@@ -1,21 +1,11 @@
-"""The JSON-lines report: the one writer of records, and the resume index read back from it.
+"""The JSON-lines report: the one writer of records.
 
-Writing. Each record is one JSON object on one line, appended with a single `write` and flushed to the OS
-as soon as its batch is written, so a killed process (even SIGKILL) loses at most the records it had not
-yet handed to the OS: the rows then in flight. `os.fsync` runs at most once a second (the runner calls it
-in a worker thread) and at close, which covers a machine crash up to that second without paying an fsync
-per row. A failed write (a full disk, a closed pipe) raises once; a file is cut back to its last whole
-record, so it stays a report `--resume` reads. Opening, checking and locking the file is `reportfile`.
-
-Resuming. `load_resume()` reads an existing report and builds
-  * the set of (project_id, id) that succeeded (a `SeenIndex`: compact at a million rows), and
-  * the set of line numbers that already have a record the tool made itself (invalid, skipped), so that a
-    resumed run does not write a second record for them.
-A row whose last record is `failed` or `not_found` is sent again: the contract resumes everything that did
-not succeed. A success is never undone: once the API took the stop, sending it again is pointless.
-A torn last line (a kill in mid-write) is cut off and the file repaired, but only after at least one whole
-record; any other unreadable line, a record whose `line` is not 1..MAX_LINE, or a file that is not a
-bulkops report, is a `ReportError` (exit 2), never a silent overwrite.
+Each record is one JSON object on one line, appended with a single `write` and flushed to the OS as soon as
+its batch is written, so a killed process (even SIGKILL) loses at most the records it had not yet handed to
+the OS: the rows then in flight. `os.fsync` runs at most once a second (the runner calls it in a worker
+thread) and at close, which covers a machine crash up to that second without paying an fsync per row. A
+failed write (a full disk, a closed pipe) raises once; a file is cut back to its last whole record, so it
+stays a report `--resume` reads (`bulkops.resume`). Opening, checking and locking the file is `reportfile`.
 """
 
 from __future__ import annotations
@@ -28,15 +18,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 from bulkops.errors import ReportError
-from bulkops.linebits import LineBits
-from bulkops.models import Outcome, Result
-from bulkops.reportfile import ReportFile, check_path, open_report, os_reason, shown
-from bulkops.seen import SeenIndex
+from bulkops.models import Result
+from bulkops.reportfile import ReportFile, open_report, shown
+from bulkops.resume import utc_now
 
 FIELDS = (
     "line",
@@ -52,38 +39,8 @@ FIELDS = (
     "elapsed_ms",
     "finished_at",
 )
-_OUTCOMES = frozenset(o.value for o in Outcome)
-MAX_LINE = 2**31 - 1  # a record's line: 1-based, at most what `SeenIndex` stores; else not a record
-_TOOL_FINAL = frozenset({Outcome.INVALID.value, Outcome.SKIPPED.value})
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _quote: Callable[[str], str] = json.encoder.encode_basestring  # `_dumps` on a str (ensure_ascii=False)
-
-
-class _SecondCache:
-    """The formatted UTC second of the last call (one tuple, replaced whole)."""
-
-    __slots__ = ("last",)
-
-    def __init__(self) -> None:
-        self.last: tuple[int, str] = (-1, "")
-
-
-_seconds = _SecondCache()
-
-
-def utc_now() -> str:
-    """The current UTC time in RFC 3339 with milliseconds, e.g. 2026-11-26T17:37:14.123Z.
-
-    The date and time up to the second are formatted once a second; milliseconds are truncated, as
-    `datetime.isoformat(timespec="milliseconds")` does.
-    """
-    now = time.time()
-    second = int(now)
-    cached, text = _seconds.last
-    if second != cached:
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _seconds.last = (second, text)
-    return f"{text}.{min(999, int((now - second) * 1000)):03d}Z"
 
 
 def default_report_path() -> str:
@@ -259,118 +216,3 @@ class ReportWriter:
         if self._owns:
             with contextlib.suppress(OSError, ValueError):
                 self._stream.close()
-
-
-@dataclass
-class ResumeState:
-    """What an earlier report says is already done."""
-
-    succeeded: SeenIndex = field(default_factory=SeenIndex)
-    final_lines: LineBits = field(default_factory=LineBits)
-    records: int = 0
-    repaired: bool = False
-
-    def line_done(self, line: int) -> bool:
-        """True when `line` already has a tool-made final record (invalid, skipped)."""
-        return line in self.final_lines
-
-    def mark_line(self, line: int) -> None:
-        """Remember that `line` has a tool-made final record."""
-        self.final_lines.add(line)
-
-    def done(self, project_id: str, instance_id: str) -> bool:
-        """True when (project_id, id) succeeded in the earlier report."""
-        return (project_id, instance_id) in self.succeeded
-
-
-def parse_record(raw: bytes | str) -> dict[str, Any] | None:
-    """One report line as a dict, or None when it is not a bulkops record (the one shape check)."""
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if (
-        not isinstance(obj, dict)
-        or obj.get("outcome") not in _OUTCOMES
-        or type(obj.get("line")) is not int
-        or not 1 <= obj["line"] <= MAX_LINE
-        or not isinstance(obj.get("attempts", 0), int)
-        or not isinstance(obj.get("elapsed_ms", 0), int)
-    ):
-        return None
-    return obj
-
-
-def load_resume(path: str) -> ResumeState:
-    """Read the report at `path` for --resume; a missing or empty file means a fresh start.
-
-    Repairs a torn last line in place, but only after at least one whole record: a file that holds no
-    record is not a report, whatever its last line. ReportError when the file is not a bulkops report.
-    """
-    state = ResumeState()
-    if path == "-":
-        raise ReportError("--resume needs a report file, not standard output")
-    if not check_path(path):
-        return state
-    p = Path(path)
-    try:
-        fh = open(p, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise ReportError(f"cannot read --report {shown(path)} to resume: {os_reason(exc)}") from exc
-    good_end = 0
-    torn = False
-    try:
-        with fh:
-            for number, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    good_end += len(raw)
-                    continue
-                obj = parse_record(raw)
-                complete = raw.endswith(b"\n")
-                if obj is None:
-                    if state.records == 0:
-                        raise ReportError(
-                            f"--report {shown(path)} is not a bulkops report (line {number} is not a record)"
-                        )
-                    if not complete:
-                        torn = True
-                        break
-                    raise ReportError(
-                        f"--report {shown(path)} line {number} is not a bulkops record; fix or move it"
-                    )
-                good_end += len(raw)
-                _apply(state, obj)
-                if not complete:
-                    torn = True  # a whole record without its newline: keep it, add the newline
-                    break
-    except OSError as exc:
-        raise ReportError(f"cannot read --report {shown(path)} to resume: {os_reason(exc)}") from exc
-    if torn:
-        _repair(p, good_end)
-        state.repaired = True
-    return state
-
-
-def _apply(state: ResumeState, obj: dict[str, Any]) -> None:
-    state.records += 1
-    outcome = obj["outcome"]
-    pid, iid = obj.get("project_id"), obj.get("id")
-    if outcome in _TOOL_FINAL:
-        state.mark_line(obj["line"])
-    if Outcome(outcome).succeeded and isinstance(pid, str) and isinstance(iid, str):
-        state.succeeded.add(pid, iid, obj["line"])
-
-
-def _repair(p: Path, good_end: int) -> None:
-    """Cut the file after its last complete record and make sure it ends with a newline."""
-    try:
-        with open(p, "r+b") as fh:
-            fh.truncate(good_end)
-            if good_end:
-                fh.seek(good_end - 1)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    except OSError as exc:
-        raise ReportError(f"cannot repair the torn last line of {shown(str(p))}: {os_reason(exc)}") from exc

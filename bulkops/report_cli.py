@@ -19,9 +19,10 @@ from typing import TextIO, TypeVar
 
 import click
 
+from bulkops.errorline import fail
 from bulkops.errors import BulkOpsError
 from bulkops.models import Outcome
-from bulkops.report_read import Summary, retry_rows, summarize
+from bulkops.report_read import ReportDigest, retry_rows, summarize
 
 T = TypeVar("T")
 
@@ -32,8 +33,6 @@ _WIDTH = 100
 
 def _guard(work: Callable[[], T]) -> T:
     """Run `work`; a BulkOpsError becomes one `bulkops: error:` line and exit 2."""
-    from bulkops.cli import fail
-
     try:
         return work()
     except BulkOpsError as exc:
@@ -69,7 +68,7 @@ def summarize_command(report_path: str, as_json: bool, top: int) -> None:
     click.echo(render_summary(summary, report_path))
 
 
-def render_summary(s: Summary, path: str) -> str:
+def render_summary(s: ReportDigest, path: str) -> str:
     """The human summary of a report, at most 100 columns wide."""
     d = s.as_dict()
     out: list[str] = []
@@ -121,7 +120,7 @@ def render_summary(s: Summary, path: str) -> str:
     return "\n".join(_wrap(line) for line in out)
 
 
-def _project_table(s: Summary) -> list[str]:
+def _project_table(s: ReportDigest) -> list[str]:
     seen = set(s.outcomes)
     cols = [c for c in _COLUMNS if c in seen] + sorted(seen - set(_COLUMNS))
     heads = [_HEADERS.get(c, c) for c in cols]
@@ -191,8 +190,6 @@ def failed_command(report_path: str, output: str, include_not_found: bool) -> No
             with open(output, "w", encoding="utf-8", newline="") as fh:
                 _write_csv(fh, result.rows)
         except OSError as exc:
-            from bulkops.cli import fail
-
             fail(f"cannot write {output}: {exc.strerror or exc}")
     note = ""
     if result.not_found_excluded:

@@ -1,10 +1,11 @@
 """Reading a report back, streaming: the records, then what `bulkops report` makes of them.
 
     iter_records(path)      every record, one dict at a time; ReportError on a torn or foreign line
-    Summary                 outcomes per project, top error codes, slowest rows, achieved rate
+    ReportDigest            what a report file says: outcomes per project, top error codes, slowest rows,
+                            achieved rate (not `summary.RunStats`, the live counters of a run)
     retry_rows(path, ...)   the (project_id, id) rows whose last word was not a success
 
-Memory. `Summary` keeps O(projects + error codes + top-N) values plus one bit per input line (to tell a
+Memory. `ReportDigest` keeps O(projects + error codes + top-N) values plus one bit per input line (to tell a
 resumed report, where a line has several records, from a single run). `retry_rows` keeps the successful
 keys in a `SeenIndex` (about 16-19 bytes a key, the structure `--resume` uses) and only the unsuccessful
 keys as Python objects, so a million-record report costs some 20 MB, not a dict of a million tuples.
@@ -32,7 +33,7 @@ from typing import Any
 from bulkops.errors import ReportError
 from bulkops.linebits import LineBits
 from bulkops.models import DUPLICATE, Outcome
-from bulkops.report import parse_record
+from bulkops.resume import parse_record
 from bulkops.seen import SeenIndex
 
 _SUCCESS = frozenset(o.value for o in Outcome if o.succeeded)
@@ -100,8 +101,8 @@ class ErrorCode:
 
 
 @dataclass
-class Summary:
-    """What a report says, gathered in one pass."""
+class ReportDigest:
+    """What a report file says, gathered in one pass over its records (`bulkops report summarize`)."""
 
     top: int = 5
     records: int = 0
@@ -206,9 +207,9 @@ def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def summarize(path: str, *, top: int = 5) -> Summary:
-    """Read the whole report at `path` into a `Summary`."""
-    summary = Summary(top=top)
+def summarize(path: str, *, top: int = 5) -> ReportDigest:
+    """Read the whole report at `path` into a `ReportDigest`."""
+    summary = ReportDigest(top=top)
     for rec in iter_records(path):
         summary.add(rec)
     return summary

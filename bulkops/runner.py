@@ -16,9 +16,10 @@ The engine knows nothing of files, terminals or signals; this module wires them 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 import structlog
@@ -28,7 +29,8 @@ from bulkops.errors import ReportError
 from bulkops.interrupts import Interrupts
 from bulkops.models import Result, Target
 from bulkops.options import Options
-from bulkops.report import ReportWriter, ResumeState
+from bulkops.report import ReportWriter
+from bulkops.resume import ResumeState
 from bulkops.summary import RunStats
 
 log = structlog.get_logger("bulkops.runner")
@@ -36,10 +38,15 @@ log = structlog.get_logger("bulkops.runner")
 
 @dataclass
 class Observer:
-    """Hooks for a live display: called with each batch of results, and once at the end."""
+    """Hooks for a live display: called with each batch of results, and once at the end.
+
+    `background`, when given, runs as a task on the run's event loop while results come in (a display's
+    idle redraws); it is cancelled when they end, before `close`.
+    """
 
     on_results: Callable[[list[Result], RunStats], None] = lambda _r, _s: None
     close: Callable[[RunStats], None] = lambda _s: None
+    background: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
 class _Recorder:
@@ -89,6 +96,20 @@ async def _next_batch(results: AsyncIterator[Result], run: Run) -> list[Result] 
     return [first, *run.take_ready()]
 
 
+@asynccontextmanager
+async def _alongside(background: Callable[[], Coroutine[Any, Any, None]] | None) -> AsyncIterator[None]:
+    """Run `background` as a task for the length of the block, then cancel it; no task group without one."""
+    if background is None:
+        yield
+        return
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(background)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+
+
 async def run_stop(
     items: Iterable[Target | Result],
     options: Options,
@@ -118,10 +139,11 @@ async def run_stop(
                 if interrupts is not None:
                     interrupts.attach(on_interrupt=lambda _: run.stop(), on_abort=lambda _: scope.cancel())
                 results = aiter(run)
-                while (batch := await _next_batch(results, run)) is not None:
-                    recorder.record(batch, run)
-                    with anyio.CancelScope(shield=True):
-                        await recorder.sync_if_due()
+                async with _alongside(observer.background):
+                    while (batch := await _next_batch(results, run)) is not None:
+                        recorder.record(batch, run)
+                        with anyio.CancelScope(shield=True):
+                            await recorder.sync_if_due()
         stats.interrupted = stats.interrupted or (interrupts is not None and interrupts.received)
     finally:
         if interrupts is not None:

@@ -349,7 +349,7 @@ def arrange(case: Case, tmp_path: Path, sim: Simulator, monkeypatch: pytest.Monk
         inp = tmp_path / "nowhere.csv"
     elif setup == "unreadable":
         inp.write_text(f"{H}{project},{u}\n")
-        _deny(inp, "bulkops.targets", monkeypatch)
+        _deny(inp, "bulkops.csvrows", monkeypatch)
     elif setup == "report-missing-dir":
         report = tmp_path / "no" / "such" / "dir" / "r.jsonl"
     elif setup == "report-read-only":

@@ -117,6 +117,92 @@ async def test_cancel_scope_keeps_its_cancellation_when_a_deadline_fires_with_it
     assert task is not None and task.cancelling() == 0
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("scope_first", [True, False])
+async def test_in_a_task_group_a_scope_cancelled_with_a_deadline_ends_the_task(scope_first: bool) -> None:
+    """Pins anyio's re-delivery (see the module docstring): a task in a group, waiting on a future, when the
+    group's scope is cancelled and its deadline fires in the same loop turn, in either order, ends cancelled.
+
+    Scope first: the sweep leaves the task alone and the scope's cancellation ends it. Deadline first: the
+    attempt is a timeout, and anyio delivers the scope's cancellation again on a later turn, so the task's
+    next await ends it. Should anyio stop re-delivering, or take the deadline's bare cancel for its own,
+    `reached_after` turns True or the group raises.
+    """
+    deadlines = Deadlines(10.0)
+    loop = asyncio.get_running_loop()
+    armed = anyio.Event()
+    outcome: list[str] = []
+    reached_after = False
+
+    async def attempt() -> None:
+        nonlocal reached_after
+        waiting = deadlines.arm()
+        armed.set()
+        try:
+            try:
+                await loop.create_future()  # an answer that never comes, as a socket read waits
+            except asyncio.CancelledError:
+                if not deadlines.release(waiting):
+                    raise
+                outcome.append("timeout")
+            finally:
+                deadlines.release(waiting)
+            await anyio.sleep(1)  # the worker goes on after a timeout reply; the scope must end it here
+            reached_after = True
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(attempt)
+        await armed.wait()
+
+        def both() -> None:
+            if scope_first:
+                tg.cancel_scope.cancel()
+                deadlines.sweep(math.inf)
+            else:
+                deadlines.sweep(math.inf)
+                tg.cancel_scope.cancel()
+
+        loop.call_soon(both)
+    assert outcome == (["cancelled"] if scope_first else ["timeout", "cancelled"])
+    assert not reached_after and len(deadlines) == 0
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+@pytest.mark.anyio
+async def test_a_deadline_in_a_task_group_is_a_timeout_reply_and_the_group_goes_on() -> None:
+    """Deadlines firing on tasks inside a task group are timeout replies: the group is not cancelled, the
+    timed-out tasks and their siblings carry on, and nothing is left cancelling."""
+    replies: list[Reply] = []
+    after: list[str] = []
+    async with (
+        _hanging_server() as url,
+        DevServerClient(url, Credentials(ak="AK", sk="SK"), timeout=0.05) as client,
+    ):
+
+        async def attempt() -> None:
+            replies.append(await client.stop("p1", IID))
+            task = asyncio.current_task()
+            assert task is not None and task.cancelling() == 0
+            await anyio.sleep(0.01)  # a cancellation left pending would surface here
+            after.append("attempt")
+
+        async def sibling() -> None:
+            await anyio.sleep(0.3)  # outlives every deadline: a cancelled group would end it
+            after.append("sibling")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(attempt)
+            tg.start_soon(sibling)
+        assert not tg.cancel_scope.cancel_called
+    assert [r.error_code for r in replies] == [TIMEOUT] * 3
+    assert sorted(after) == ["attempt"] * 3 + ["sibling"]
+
+
 def test_period_scales_with_the_timeout() -> None:
     """A deadline fires within a twentieth of the timeout, between 5 ms and 250 ms late."""
     assert Deadlines(30.0).period == 0.25

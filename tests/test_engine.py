@@ -17,7 +17,7 @@ from bulkops.engine import Run, stop_instances
 from bulkops.models import CIRCUIT_OPEN, DUPLICATE, INVALID_ID, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.ratelimit import PACING_MARGIN
-from bulkops.report import ResumeState
+from bulkops.resume import ResumeState
 
 pytestmark = pytest.mark.anyio
 

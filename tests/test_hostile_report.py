@@ -26,7 +26,8 @@ from _reliability import REPO, SimThread, cli_env, count_lines, kill, spawn
 from bulkops.errors import ReportError
 from bulkops.models import Outcome, Result
 from bulkops.options import Options, RateLimit
-from bulkops.report import ReportWriter, load_resume, to_record
+from bulkops.report import ReportWriter, to_record
+from bulkops.resume import load_resume
 from bulkops.simulator import InventorySpec, SimulatorConfig, write_csv
 from bulkops.targets import read_targets
 

@@ -10,16 +10,19 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 from collections.abc import Iterator
 from fcntl import ioctl
 from pathlib import Path
 
+import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 
+from bulkops import runner
 from bulkops.logs import LineWriter
 from bulkops.models import Outcome, Result
-from bulkops.progress import CLEAR, Progress, render_line
+from bulkops.progress import CLEAR, Progress, progress_observer, redraw_while_idle, render_line
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 from bulkops.summary import RunStats
 
@@ -139,6 +142,32 @@ def test_idle_tick_redraws_when_no_results_arrive() -> None:
     clock.now += 0.3
     progress.idle_tick()
     assert out.getvalue().count(CLEAR) == 2
+
+
+@pytest.mark.anyio
+async def test_idle_redraws_run_as_a_task_on_the_event_loop() -> None:
+    """The idle redraws are a task on the run's event loop (no thread), and stop when the run's results do."""
+    assert progress_observer(None, stream=io.StringIO()).background is not None
+    progress, out, clock, _ = make(10)
+    threads = threading.active_count()
+    drawn_on: set[threading.Thread] = set()
+    real_write = out.write
+
+    def write(text: str) -> int:
+        drawn_on.add(threading.current_thread())
+        return real_write(text)
+
+    out.write = write  # type: ignore[method-assign]
+    async with runner._alongside(lambda: redraw_while_idle(progress, 0.005)):
+        assert threading.active_count() == threads
+        for _ in range(2):
+            clock.now += 1.0  # idle for a second: the next tick redraws, the ones after it do not
+            await anyio.sleep(0.1)
+    assert out.getvalue().count(CLEAR) == 2
+    assert drawn_on == {threading.current_thread()}
+    clock.now += 1.0
+    await anyio.sleep(0.05)
+    assert out.getvalue().count(CLEAR) == 2  # cancelled with the block: no redraw after it
 
 
 def test_import_bulkops_and_help_do_not_load_progress() -> None:

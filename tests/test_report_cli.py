@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from bulkops.cli import main
 from bulkops.models import DUPLICATE, Outcome, Result, Target
 from bulkops.report import ReportWriter
-from bulkops.report_read import Summary, retry_rows
+from bulkops.report_read import ReportDigest, retry_rows
 from bulkops.targets import read_targets
 
 P1 = "a" * 32
@@ -105,7 +105,7 @@ def test_summarize_json_has_every_figure(tmp_path: Path) -> None:
 
 def test_summarize_memory_is_bounded_by_top_n() -> None:
     """Summarizing keeps only the top-N slowest rows, however many records stream through."""
-    summary = Summary(top=3)
+    summary = ReportDigest(top=3)
     for n in range(1, 5001):
         summary.add(json.loads(json.dumps({
             "line": n, "project_id": P1, "id": iid(n), "outcome": "accepted", "attempts": 1,

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkops import targets as targets_module
+from bulkops import csvrows
+from bulkops.csvrows import MAX_LINE_BYTES, MAX_RECORD_LINES
 from bulkops.errors import ConfigError, InputError
 from bulkops.models import (
     DUPLICATE,
@@ -27,14 +28,12 @@ from bulkops.models import (
     Result,
     Target,
 )
+from bulkops.rowcount import count_rows
 from bulkops.seen import SeenIndex
 from bulkops.targets import (
     INSTANCE_ID_RE,
-    MAX_LINE_BYTES,
-    MAX_RECORD_LINES,
     SHOWN_CHARS,
     TargetReader,
-    count_rows,
     is_valid_instance_id,
     is_valid_project_id,
     read_targets,
@@ -153,7 +152,7 @@ def test_unreadable_file_is_an_input_error(tmp_path: Path, monkeypatch: pytest.M
     def denied(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
         raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(targets_module, "open", denied, raising=False)
+    monkeypatch.setattr(csvrows, "open", denied, raising=False)
     with pytest.raises(InputError, match="not readable: permission denied"):
         read_targets(path, default_project=P)
 
@@ -174,7 +173,7 @@ def test_other_open_errors_are_input_errors(tmp_path: Path, monkeypatch: pytest.
     def broken(file: object, mode: str = "r", *args: object, **kwargs: object) -> object:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(targets_module, "open", broken, raising=False)
+    monkeypatch.setattr(csvrows, "open", broken, raising=False)
     with pytest.raises(InputError, match="cannot be opened: Input/output error"):
         read_targets(tmp_path / "x.csv", default_project=P)
 

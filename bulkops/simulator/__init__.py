@@ -16,14 +16,13 @@ app (the aiohttp server), command (the `bulkops simulate` click command).
 from bulkops.simulator.app import SIMULATOR, Simulator, build_app, run_simulator
 from bulkops.simulator.config import AccessKey, FaultShares, Limit, SimulatorConfig
 from bulkops.simulator.faults import KINDS as FAULT_KINDS
+from bulkops.simulator.inputcsv import iter_csv_rows, write_csv
 from bulkops.simulator.inventory import (
     GeneratedInventory,
     Inventory,
     InventorySpec,
     LoadedInventory,
-    iter_csv_rows,
     load_inventory,
-    write_csv,
 )
 from bulkops.simulator.state import InstanceStore, Override
 from bulkops.simulator.stats import ProjectStats, RequestRecord, Stats

@@ -28,7 +28,25 @@ from typing import Final
 
 from aiohttp import web
 
-from bulkops.simulator import answers
+from bulkops.simulator.answers import (
+    ALREADY_STOPPED,
+    AUTH_FAILED,
+    BAD_STATUS,
+    BODY_ALREADY_STOPPED,
+    BODY_BAD_STATUS,
+    BODY_FORBIDDEN,
+    BODY_NO_API,
+    BODY_NOT_FOUND,
+    BODY_STOPPING,
+    FORBIDDEN,
+    JSON,
+    NOT_FOUND,
+    SERVER_ERRORS,
+    STOPPING,
+    THROTTLED,
+    auth_body,
+    instance_body,
+)
 from bulkops.simulator.config import SimulatorConfig
 from bulkops.simulator.faults import FAULT_STATUS, FaultPicker
 from bulkops.simulator.inventory import make_inventory
@@ -36,8 +54,6 @@ from bulkops.simulator.state import InstanceStore, unit
 from bulkops.simulator.stats import ProjectStats, RequestRecord, Stats
 from bulkops.simulator.throttle import Throttle
 from bulkops.simulator.verify import Verifier, credential_key
-
-_JSON: Final = answers.JSON
 
 
 class Simulator:
@@ -99,7 +115,7 @@ class Simulator:
         headers = {"X-Request-Id": rid}
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
+        return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
     async def _stop(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, stop=True)
@@ -150,17 +166,17 @@ class Simulator:
             current = self.instances.status(project_id, instance_id)
             if current is None:
                 return self._not_found(instance_id)
-            return 200, answers.instance_body(instance_id, *current), None, False
+            return 200, instance_body(instance_id, *current), None, False
         now_status, applied, update_ms = self.instances.stop(project_id, instance_id)
         if applied:
-            return 200, answers.instance_body(instance_id, "STOPPING", update_ms), None, True
+            return 200, instance_body(instance_id, "STOPPING", update_ms), None, True
         if now_status is None:
             return self._not_found(instance_id)
         if now_status == "STOPPED":
-            return 400, answers.BODY_ALREADY_STOPPED, answers.ALREADY_STOPPED[0], False
+            return 400, BODY_ALREADY_STOPPED, ALREADY_STOPPED[0], False
         if now_status == "STOPPING":
-            return 400, answers.BODY_STOPPING, answers.STOPPING[0], False
-        return 400, answers.BODY_BAD_STATUS, answers.BAD_STATUS[0], False
+            return 400, BODY_STOPPING, STOPPING[0], False
+        return 400, BODY_BAD_STATUS, BAD_STATUS[0], False
 
     async def _inject(
         self, fault: str, project_id: str, instance_id: str, *, stop: bool
@@ -177,7 +193,7 @@ class Simulator:
             status = 503
         else:
             status = FAULT_STATUS[fault]
-        code, body = answers.SERVER_ERRORS[status]
+        code, body = SERVER_ERRORS[status]
         return status, body, code, applied
 
     async def _admit(
@@ -195,22 +211,22 @@ class Simulator:
                 request.method, path, request.query.items(), request.headers, body
             )
             if credential is None:
-                return 401, answers.auth_body(reason or ""), answers.AUTH_FAILED, None
+                return 401, auth_body(reason or ""), AUTH_FAILED, None
         else:
             credential = credential_key(request.headers)
         if project_id in self._forbidden:
-            return 403, answers.BODY_FORBIDDEN, answers.FORBIDDEN[0], None
+            return 403, BODY_FORBIDDEN, FORBIDDEN[0], None
         refusal = self._throttle.admit(project_id, credential)
         if refusal is not None:
             pstats.throttled += 1
             retry_after = refusal.retry_after if self.config.retry_after else None
-            return 429, refusal.body, answers.THROTTLED, retry_after
+            return 429, refusal.body, THROTTLED, retry_after
         return 0, b"", None, None
 
     def _not_found(self, instance_id: str) -> tuple[int, bytes, str, bool]:
         share = self.config.not_found_404_share
         status = 404 if share >= 1.0 or (share > 0 and unit(instance_id) < share) else 400
-        return status, answers.BODY_NOT_FOUND, answers.NOT_FOUND[0], False
+        return status, BODY_NOT_FOUND, NOT_FOUND[0], False
 
     def _reset(self, request: web.Request, record: RequestRecord) -> web.Response:
         if self._record:
@@ -227,12 +243,12 @@ class Simulator:
         payload["overrides"] = len(self.instances.overrides)
         return web.Response(
             body=json.dumps(payload).encode(),
-            content_type=_JSON,
+            content_type=JSON,
             headers={"X-Request-Id": self._request_id()},
         )
 
     async def _no_api(self, request: web.Request) -> web.Response:
-        return self._answer(404, answers.BODY_NO_API, self._request_id())
+        return self._answer(404, BODY_NO_API, self._request_id())
 
 
 #: Where `build_app` keeps the Simulator in the aiohttp application: `app[SIMULATOR]`.

@@ -26,54 +26,17 @@ import click
 
 from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
 from bulkops.simulator.app import run_simulator
-from bulkops.simulator.config import AccessKey, FaultShares, Limit, SimulatorConfig
-from bulkops.simulator.inventory import DEFAULT_MIX, InventorySpec, Order, make_inventory, write_csv
+from bulkops.simulator.command_args import (
+    accepted_credentials,
+    parse_limit,
+    parse_project_limits,
+    parse_schedule,
+)
+from bulkops.simulator.config import FaultShares, SimulatorConfig
+from bulkops.simulator.inputcsv import write_csv
+from bulkops.simulator.inventory import DEFAULT_MIX, InventorySpec, Order, make_inventory
 
 _DEFAULT_MIX = ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items())
-
-
-def _limit(value: str | None) -> Limit | None:
-    if value is None or value.strip().lower() in ("", "none", "off", "0"):
-        return None
-    try:
-        return Limit.parse(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
-def _schedule(values: tuple[str, ...]) -> tuple[tuple[float, float], ...]:
-    """`--limit-change 20=0.5` -> ((20.0, 0.5),)."""
-    out = []
-    for value in values:
-        at, sep, factor = value.partition("=")
-        try:
-            out.append((float(at), float(factor)))
-        except ValueError:
-            raise click.BadParameter(
-                f"expected SECONDS=FACTOR, got {value!r}", param_hint="--limit-change"
-            ) from None
-        if not sep:
-            raise click.BadParameter(f"expected SECONDS=FACTOR, got {value!r}", param_hint="--limit-change")
-    return tuple(out)
-
-
-def _project_limits(values: tuple[str, ...]) -> dict[str, Limit | None]:
-    limits: dict[str, Limit | None] = {}
-    for item in values:
-        project, sep, limit = item.partition("=")
-        if not sep or not project.strip():
-            raise click.BadParameter(f"expected PROJECT=LIMIT (e.g. abc=5/s), got {item!r}")
-        limits[project.strip()] = _limit(limit)
-    return limits
-
-
-def _access_keys(env: dict[str, str]) -> tuple[AccessKey, ...]:
-    ak, sk = env.get(ENV_AK), env.get(ENV_SK)
-    if not ak and not sk:
-        return ()
-    if not (ak and sk):
-        raise click.UsageError(f"set both {ENV_AK} and {ENV_SK} (or neither)")
-    return (AccessKey(ak, sk, env.get(ENV_SECURITY_TOKEN) or None),)
 
 
 @click.command("simulate")
@@ -341,7 +304,7 @@ def simulate(
     """
     if csv_only and csv_path is None:
         raise click.UsageError("--csv-only needs --write-csv PATH")
-    keys, tokens = _credentials(dict(os.environ), no_auth=no_auth, required=not csv_only)
+    keys, tokens = accepted_credentials(dict(os.environ), no_auth=no_auth, required=not csv_only)
     try:
         spec = InventorySpec(
             projects=projects,
@@ -373,12 +336,12 @@ def simulate(
             auth_tokens=tokens,
             max_clock_skew=max_clock_skew,
             forbidden_projects=frozenset(forbidden_projects),
-            project_limit=_limit(rate_limit),
-            project_limits=_project_limits(project_rate_limits),
-            credential_limit=_limit(credential_rate_limit),
+            project_limit=parse_limit(rate_limit),
+            project_limits=parse_project_limits(project_rate_limits),
+            credential_limit=parse_limit(credential_rate_limit),
             retry_after=retry_after,
             throttle_hints=throttle_hints,
-            limit_schedule=_schedule(limit_changes),
+            limit_schedule=parse_schedule(limit_changes),
             latency=latency,
             jitter=jitter,
             faults=faults,
@@ -397,21 +360,6 @@ def simulate(
         return
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(config))
-
-
-def _credentials(
-    env: dict[str, str], *, no_auth: bool, required: bool
-) -> tuple[tuple[AccessKey, ...], frozenset[str]]:
-    if no_auth:
-        return (), frozenset()
-    keys = _access_keys(env)
-    token = env.get(ENV_AUTH_TOKEN)
-    tokens = frozenset({token}) if token else frozenset()
-    if required and not keys and not tokens:
-        raise click.UsageError(
-            f"no credentials to accept: set {ENV_AK} and {ENV_SK} (or {ENV_AUTH_TOKEN}), or pass --no-auth"
-        )
-    return keys, tokens
 
 
 async def _serve(config: SimulatorConfig) -> None:
