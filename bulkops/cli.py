@@ -1,7 +1,8 @@
 """The command line: parse flags into `Options`, configure logging, run, map errors to exit codes.
 
 Thin on purpose: every decision lives in a library module. Exit codes (docs/contract.md): 0 all rows
-succeeded, 1 some did not, 2 usage/configuration/input error with nothing sent, 130 interrupted.
+succeeded, 1 some did not, 2 usage/configuration/input error with nothing sent, 3 confirmation declined
+(nothing sent), 130 interrupted.
 Errors are one line on stderr, `bulkops: error: ...`, never a traceback.
 
 Start-up is kept fast: aiohttp, the simulator and the demo are imported only by the commands that use
@@ -110,6 +111,23 @@ def main() -> None:
     """
 
 
+class _Rate(click.ParamType):
+    """A rate: `10`, `10/s` or `600/min` (requests per second; the simulator's `--rate-limit` spelling)."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from bulkops.options import parse_rate
+
+        try:
+            return parse_rate(value)
+        except BulkOpsError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+RATE = _Rate()
+
+
 def _log_format_default() -> str:
     return "console" if sys.stderr.isatty() else "json"
 
@@ -146,11 +164,11 @@ def _log_format_default() -> str:
 )
 @click.option(
     "--rate",
-    type=float,
+    type=RATE,
     default=10.0,
     show_default=True,
     metavar="R",
-    help="Most requests per second sent to one project.",
+    help="Most requests per second sent to one project: 10, 10/s or 600/min.",
 )
 @click.option(
     "--burst",
@@ -168,10 +186,10 @@ def _log_format_default() -> str:
 )
 @click.option(
     "--global-rate",
-    type=float,
+    type=RATE,
     default=None,
     metavar="R",
-    help="Most requests per second in all, across projects (one credential's ceiling).",
+    help="Most requests per second in all, across projects (one credential's ceiling): 10, 10/s or 600/min.",
 )
 @click.option(
     "--concurrency",
@@ -248,7 +266,22 @@ def _log_format_default() -> str:
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Progress display on stderr. [default: on when stderr is a TTY]",
+    help="Progress on stderr: a redrawn line on a TTY; off a TTY a `bulkops.run.progress` log event every "
+    "--progress-interval seconds. [default: on]",
+)
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="Off a TTY, seconds between `bulkops.run.progress` events (0: none).",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Errors only: no progress, no summary, log level error.",
 )
 def stop_command(**kw: Any) -> None:
     """Stop every DevServer instance listed in INPUT (a CSV file, or '-' for stdin).
@@ -258,7 +291,7 @@ def stop_command(**kw: Any) -> None:
     BULKOPS_AUTH_TOKEN (an IAM token).
 
     Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
-    sent; 130 interrupted (run again with --resume).
+    sent; 3 the confirmation was declined, nothing sent; 130 interrupted (run again with --resume).
     """
     from bulkops.interrupts import Interrupts
 
