@@ -111,7 +111,7 @@ def main() -> None:
     """
 
 
-class _Rate(click.ParamType):
+class _Rate(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """A rate: `10`, `10/s` or `600/min` (requests per second; the simulator's `--rate-limit` spelling)."""
 
     name = "rate"

@@ -34,6 +34,10 @@ def parse_rate(text: str | float) -> float:
     """
     if isinstance(text, int | float) and not isinstance(text, bool):
         return float(text)
+    try:
+        return float(text)  # a plain number, as before (`-1` and `nan` are then refused by RateLimit)
+    except ValueError:
+        pass
     match = _RATE_RE.match(str(text))
     if match is None:
         raise ConfigError(f"a rate looks like 10, 10/s or 600/min, got {str(text)!r}")

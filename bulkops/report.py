@@ -87,8 +87,13 @@ def utc_now() -> str:
 
 
 def default_report_path() -> str:
-    """`bulkops-report-<UTC time>.jsonl` in the current directory."""
-    return time.strftime("bulkops-report-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
+    """`bulkops-report-<UTC time to the millisecond>-<pid>.jsonl` in the current directory.
+
+    Unique for back-to-back runs (a second-accurate name collided, and the second run was refused).
+    """
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"bulkops-report-{stamp}.{int(now * 1000) % 1000:03d}Z-{os.getpid()}.jsonl"
 
 
 def to_record(result: Result) -> dict[str, Any]:
@@ -301,7 +306,7 @@ def parse_record(raw: bytes | str) -> dict[str, Any] | None:
     return obj
 
 
-def load_resume(path: str) -> ResumeState:
+def load_resume(path: str, *, repair: bool = True) -> ResumeState:
     """Read the report at `path` for --resume; a missing or empty file means a fresh start.
 
     Repairs a torn last line in place, but only after at least one whole record: a file that holds no
@@ -346,7 +351,8 @@ def load_resume(path: str) -> ResumeState:
     except OSError as exc:
         raise ReportError(f"cannot read --report {shown(path)} to resume: {os_reason(exc)}") from exc
     if torn:
-        _repair(p, good_end)
+        if repair:  # a dry run reads without writing
+            _repair(p, good_end)
         state.repaired = True
     return state
 
