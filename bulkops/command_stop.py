@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bulkops.cli")
 
 _GC_YOUNG = 20_000  # allocations between young collections during a run (see tuned_gc)
+_TTY = "/dev/tty"  # the controlling terminal: where the confirmation is read when INPUT is a pipe
 
 
 def resolve_endpoint(endpoint: str | None, region: str | None) -> str | None:
@@ -383,11 +384,10 @@ def _prompt_channel(input_path: str) -> tuple[TextIO, TextIO] | None:
     if sys.stdin.isatty() or not sys.stderr.isatty():
         return None  # INPUT typed on the terminal itself, or nobody watching stderr
     try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+        fd = os.open(_TTY, os.O_RDONLY | os.O_NOCTTY)
     except OSError:
         return None  # no controlling terminal (cron, CI, a daemon)
-    tty = open(fd, "r+", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115 - closed by caller
-    return tty, tty
+    return open(fd, encoding="utf-8", errors="replace"), sys.stderr
 
 
 def _question(
