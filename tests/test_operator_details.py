@@ -364,3 +364,76 @@ def test_rate_flags_and_rates_file_accept_per_second_and_per_minute(tmp_path: Pa
     code, _, err = stop(str(src), *base, "--rate", "10/h")
     assert code == 2
     assert "a rate looks like 10, 10/s or 600/min, got '10/h'" in one_error_line(err)
+
+
+# -- 8: the simulator, the example, the docs ----------------------------------------------------------------
+
+
+def test_simulate_on_a_busy_port_is_one_line_and_leaves_the_csv_alone(tmp_path: Path) -> None:
+    """`bulkops simulate` on a port in use: one error line, exit 2, no traceback, --write-csv untouched."""
+    import socket
+    import subprocess
+
+    csv_path = tmp_path / "fleet.csv"
+    csv_path.write_text("keep me\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "bulkops", "simulate", "--no-auth", "--port", str(port),
+             "--write-csv", str(csv_path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"bulkops: error: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(another simulator? try --port 0 for a free port)"
+    ]
+    assert csv_path.read_text() == "keep me\n"
+
+
+def test_runbook_example_on_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """examples/runbook_stop.py on SIGINT mid-run: in-flight rows finish, exit 130, no traceback."""
+    import signal
+    import subprocess
+    import time
+
+    from _reliability import REPO
+
+    spec = InventorySpec(projects=1, instances_per_project=40, status_mix={"RUNNING": 1.0}, seed=8)
+    config = SimulatorConfig(auth_enabled=False, inventory=spec, seed=8)
+    src, report = tmp_path / "ids.csv", tmp_path / "r.jsonl"
+    write_csv(spec, src)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_SDK_", "BULKOPS_"))}
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(run_simulator(config)) as s:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "examples" / "runbook_stop.py"), str(src), "--endpoint", s.url,
+             "--report", str(report), "--retry", str(tmp_path / "retry.csv"), "--rate", "4"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while not (report.exists() and report.read_text().count("\n") >= 2):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: finished rows are in" in err
+    written = report.read_text().splitlines()
+    assert 2 <= len(written) < 40 and all(json.loads(line)["outcome"] == "accepted" for line in written)
+
+
+def test_contract_documents_the_region_rule_and_poll_interval() -> None:
+    """docs/contract.md names the SDK's region table (ap-southeast-1 is on .cn) and --poll-interval."""
+    from _reliability import REPO
+
+    from bulkops.regions import ENDPOINTS
+
+    contract = (REPO / "docs" / "contract.md").read_text()
+    assert "--poll-interval" in contract
+    assert ENDPOINTS["ap-southeast-1"] in contract and "region table" in contract

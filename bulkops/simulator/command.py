@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import NoReturn, get_args
 
 import click
 
@@ -28,6 +29,7 @@ from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
 from bulkops.simulator.app import run_simulator
 from bulkops.simulator.config import AccessKey, FaultShares, Limit, SimulatorConfig
 from bulkops.simulator.inventory import DEFAULT_MIX, InventorySpec, Order, make_inventory, write_csv
+from bulkops.wording import counted
 
 _DEFAULT_MIX = ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items())
 
@@ -386,17 +388,43 @@ def simulate(
             hang_seconds=hang_seconds,
             record_requests=False,
         )
+        if not csv_only:
+            _check_port(host, port)  # before --write-csv: a busy port leaves the file as it was
         if csv_path is not None:
             inventory = make_inventory(spec, inventory_file)
             out = sys.stdout if str(csv_path) == "-" else csv_path
             rows = write_csv(inventory, out, unknown_share=unknown_share, order=csv_order, seed=seed)
-            click.echo(f"wrote {rows} rows to {csv_path}", err=True)
+            click.echo(f"wrote {counted(rows, 'row')} to {csv_path}", err=True)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if csv_only:
         return
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config))
+    except OSError as exc:  # the port was taken between the check and the listen
+        _cannot_listen(host, port, exc)
+
+
+def _check_port(host: str, port: int) -> None:
+    """One error line (exit 2) when nothing can listen on host:port, e.g. another simulator holds it."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+            probe.bind(address)
+    except OSError as exc:
+        _cannot_listen(host, port, exc)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> NoReturn:
+    from bulkops.cli import fail
+
+    reason = (exc.strerror or str(exc)).lower()
+    fail(f"cannot listen on {host}:{port}: {reason} (another simulator? try --port 0 for a free port)")
 
 
 def _credentials(
@@ -421,8 +449,9 @@ async def _serve(config: SimulatorConfig) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with run_simulator(config) as sim:
         inv = sim.inventory
+        instances = sum(inv.count(p) for p in inv.project_ids)
         click.echo(
-            f"{len(inv.project_ids)} projects, {sum(inv.count(p) for p in inv.project_ids)} instances; "
+            f"{counted(len(inv.project_ids), 'project')}, {counted(instances, 'instance')}; "
             f"auth {'on' if config.auth_enabled else 'off'}; "
             f"rate limit {config.project_limit or 'none'} per project; stop delay {config.stop_delay:g}s",
             err=True,
