@@ -139,7 +139,7 @@ def _log_format_default() -> str:
     "report_path",
     metavar="PATH",
     help="JSON-lines report, one record per input row; '-' for stdout. "
-    "[default: bulkops-report-<UTC time>.jsonl]",
+    "[default: bulkops-report-<UTC time, ms>Z-<pid>.jsonl]",
 )
 @click.option(
     "--project-id",
@@ -225,9 +225,16 @@ def _log_format_default() -> str:
     "without a break; until then a 429 only slows its project down.",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue the report at --report: skip rows that succeeded there."
+    "--resume",
+    is_flag=True,
+    help="Continue the report at --report (it must exist, started from the same INPUT): skip rows that "
+    "succeeded there.",
 )
-@click.option("--dry-run", is_flag=True, help="Read and validate everything, send nothing, print the plan.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Make every check the real run makes, send and write nothing, print the plan.",
+)
 @click.option("--wait", is_flag=True, help="Poll each accepted instance until STOPPED or STOP_FAILED.")
 @click.option(
     "--wait-timeout",
