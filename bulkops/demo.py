@@ -22,7 +22,8 @@ import click
 from bulkops import logs
 from bulkops.auth import Credentials
 from bulkops.options import Options, RateLimit
-from bulkops.report import ReportWriter
+from bulkops.report import ReportWriter, utc_now
+from bulkops.reportmeta import identify, write_meta
 from bulkops.runner import run_stop
 from bulkops.simulator import (
     AccessKey,
@@ -91,6 +92,8 @@ def demo(workdir: str, projects: int, instances: int, rate: float, wait: bool, s
         fh.write(_BAD_ROWS)
         fh.write(first + "\n")  # a duplicate of the first row
     click.echo(f"input: {input_csv} ({rows + 4} rows, including 3 bad rows and 1 duplicate)", err=True)
+    # As `bulkops stop` does: the report's input recorded beside it, so `--resume` from other input refuses.
+    write_meta(str(report), identify(str(input_csv)), utc_now())
     stats = anyio.run(_run, spec, input_csv, report, rate, wait)
     click.echo(f"report: {report} ({counted(stats.rows, 'record')}, one per row)", err=True)
     click.echo(

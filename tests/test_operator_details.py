@@ -184,6 +184,22 @@ def test_report_records_its_input_and_resume_refuses_other_input(sim: Simulator,
     assert puts(sim) == sent  # every row was done: nothing sent again
 
 
+def test_resuming_the_demos_report_from_other_input_is_refused(tmp_path: Path) -> None:
+    """The demo's report records its input too: `stop --resume` on it from another CSV is refused."""
+    result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path), "--projects", "1", "--instances", "5",
+                                       "--rate", "50"], env=CLEAN_ENV)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = tmp_path / "demo-report.jsonl"
+    assert json.loads(Path(meta_path(str(report))).read_text())["input"].endswith("demo-input.csv")
+    other = tmp_path / "mine.csv"
+    other.write_text(f"project_id,id\n{'a' * 32},00000000-0000-4000-8000-000000000001\n")
+    before = report.read_bytes()
+    code, _, err = stop(str(other), "--endpoint", "http://127.0.0.1:9", "--yes", "--report", str(report),
+                        "--resume")  # fmt: skip
+    assert code == 2 and "demo-input.csv" in one_error_line(err)
+    assert report.read_bytes() == before
+
+
 def test_resume_of_a_report_without_metadata_warns_and_continues(sim: Simulator, tmp_path: Path) -> None:
     """A report from an older bulkops or the Python API (no sidecar) is resumed with a warning."""
     src = fleet(sim, tmp_path / "in.csv")
