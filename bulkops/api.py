@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import json
 from types import TracebackType
 from typing import Any, Self
@@ -40,20 +39,24 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
-from bulkops.auth import (
-    ENV_AK,
-    ENV_AUTH_TOKEN,
-    ENV_SECURITY_TOKEN,
-    ENV_SK,
-    Credentials,
-    auth_headers,
-    signer_for,
-)
+from bulkops.auth import Credentials, auth_headers, signer_for
 from bulkops.deadlines import Deadlines
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
+from bulkops.preflight import FD_RESERVE, check_credentials, check_open_files
+from bulkops.preflight import check_endpoint as _preflight_endpoint
 from bulkops.redact import Redactor, request_forms
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
+
+__all__ = [
+    "FD_RESERVE",
+    "USER_AGENT",
+    "DevServerClient",
+    "check_credentials",
+    "check_endpoint",
+    "check_open_files",
+    "request_path",
+]
 
 USER_AGENT = "bulkops/0.1"
 _MAX_BODY = 1 << 20
@@ -71,82 +74,14 @@ def request_path(project_id: str, instance_id: str, action: str = "") -> str:
     return f"{path}/{action}" if action else path
 
 
-_CREDENTIAL_FIELDS = (
-    ("ak", ENV_AK),
-    ("sk", ENV_SK),
-    ("security_token", ENV_SECURITY_TOKEN),
-    ("auth_token", ENV_AUTH_TOKEN),
-)
-
-
-def check_credentials(credentials: Credentials | None) -> None:
-    """Raise ConfigError (naming the variable, never its value) if a credential holds a control character."""
-    if credentials is None:
-        return
-    for attr, env in _CREDENTIAL_FIELDS:
-        value: str | None = getattr(credentials, attr)
-        if value and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise ConfigError(f"{env} holds a control character (a stray newline or carriage return?)")
-
-
-FD_RESERVE = 64  # descriptors besides connections: std streams, report, overflow, event loop, DNS, input
-
-
-def check_open_files(concurrency: int) -> None:
-    """Make sure `concurrency` connections fit under RLIMIT_NOFILE: raise the soft limit up to the hard
-    one if need be, else raise ConfigError (one line) before anything is sent.
-
-    Past the limit, connecting fails with "Too many open files" in the middle of the run.
-    """
-    try:
-        import resource
-    except ImportError:  # not a POSIX system: no such limit to check
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = concurrency + FD_RESERVE
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return
-    if hard == resource.RLIM_INFINITY or hard >= need:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-            return
-        except (ValueError, OSError):
-            pass
-    raise ConfigError(
-        f"--concurrency {concurrency} needs about {need} open files, but this process may open {soft} "
-        f"(hard limit {hard}); lower --concurrency or raise 'ulimit -n'"
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(endpoint: str, *, insecure: bool = False) -> tuple[URL, bool]:
-    """Parse and vet a base URL; returns (URL, whether plain HTTP to a non-loopback host was allowed).
-
-    Raises ConfigError for anything but an http(s) URL with a host and no query, or for plain HTTP to a
-    non-loopback host without `insecure`.
-    """
+    """`bulkops.preflight.check_endpoint`'s rules; returns (URL, whether plain HTTP to a non-loopback host
+    was allowed)."""
+    _, plain_remote = _preflight_endpoint(endpoint, insecure=insecure)
     try:
         url = URL(endpoint)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"--endpoint is not a URL: {endpoint!r}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"--endpoint must be an http(s) URL with a host, got {endpoint!r}")
-    if url.query_string or url.fragment or url.user or url.password:
-        raise ConfigError("--endpoint must not carry a query, fragment or user info")
-    plain_remote = url.scheme == "http" and not _is_loopback(url.host)
-    if plain_remote and not insecure:
-        raise ConfigError(
-            f"refusing plain http:// to {url.host} (credentials would travel unencrypted); "
-            "use https, a loopback address, or --insecure"
-        )
     return url, plain_remote
 
 

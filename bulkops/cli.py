@@ -1,7 +1,8 @@
 """The command line: parse flags into `Options`, configure logging, run, map errors to exit codes.
 
 Thin on purpose: every decision lives in a library module. Exit codes (docs/contract.md): 0 all rows
-succeeded, 1 some did not, 2 usage/configuration/input error with nothing sent, 130 interrupted.
+succeeded, 1 some did not, 2 usage/configuration/input error with nothing sent, 3 confirmation declined
+(nothing sent), 130 interrupted.
 Errors are one line on stderr, `bulkops: error: ...`, never a traceback.
 
 Start-up is kept fast: aiohttp, the simulator and the demo are imported only by the commands that use
@@ -105,6 +106,23 @@ def main() -> None:
     """
 
 
+class _Rate(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A rate: `10`, `10/s` or `600/min` (requests per second; the simulator's `--rate-limit` spelling)."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from bulkops.options import parse_rate
+
+        try:
+            return parse_rate(value)
+        except BulkOpsError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+RATE = _Rate()
+
+
 def _log_format_default() -> str:
     return "console" if sys.stderr.isatty() else "json"
 
@@ -116,7 +134,7 @@ def _log_format_default() -> str:
     "report_path",
     metavar="PATH",
     help="JSON-lines report, one record per input row; '-' for stdout. "
-    "[default: bulkops-report-<UTC time>.jsonl]",
+    "[default: bulkops-report-<UTC time, ms>Z-<pid>.jsonl]",
 )
 @click.option(
     "--project-id",
@@ -141,11 +159,11 @@ def _log_format_default() -> str:
 )
 @click.option(
     "--rate",
-    type=float,
+    type=RATE,
     default=10.0,
     show_default=True,
     metavar="R",
-    help="Most requests per second sent to one project.",
+    help="Most requests per second sent to one project: 10, 10/s or 600/min.",
 )
 @click.option(
     "--burst",
@@ -163,10 +181,10 @@ def _log_format_default() -> str:
 )
 @click.option(
     "--global-rate",
-    type=float,
+    type=RATE,
     default=None,
     metavar="R",
-    help="Most requests per second in all, across projects (one credential's ceiling).",
+    help="Most requests per second in all, across projects (one credential's ceiling): 10, 10/s or 600/min.",
 )
 @click.option(
     "--concurrency",
@@ -209,9 +227,16 @@ def _log_format_default() -> str:
     "without a break; until then a 429 only slows its project down.",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue the report at --report: skip rows that succeeded there."
+    "--resume",
+    is_flag=True,
+    help="Continue the report at --report (it must exist, started from the same INPUT): skip rows that "
+    "succeeded there.",
 )
-@click.option("--dry-run", is_flag=True, help="Read and validate everything, send nothing, print the plan.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Make every check the real run makes, send and write nothing, print the plan.",
+)
 @click.option("--wait", is_flag=True, help="Poll each accepted instance until STOPPED or STOP_FAILED.")
 @click.option(
     "--wait-timeout",
@@ -250,7 +275,22 @@ def _log_format_default() -> str:
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Progress display on stderr. [default: on when stderr is a TTY]",
+    help="Progress on stderr: a redrawn line on a TTY; off a TTY a `bulkops.run.progress` log event every "
+    "--progress-interval seconds. [default: on]",
+)
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="Off a TTY, seconds between `bulkops.run.progress` events (0: none).",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Errors only: no progress, no summary, log level error.",
 )
 def stop_command(**kw: Any) -> None:
     """Stop every DevServer instance listed in INPUT (a CSV file, or '-' for stdin).
@@ -260,7 +300,7 @@ def stop_command(**kw: Any) -> None:
     BULKOPS_AUTH_TOKEN (an IAM token).
 
     Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
-    sent; 130 interrupted (run again with --resume).
+    sent; 3 the confirmation was declined, nothing sent; 130 interrupted (run again with --resume).
     """
     from bulkops.interrupts import Interrupts
 

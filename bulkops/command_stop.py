@@ -7,18 +7,14 @@ credentials, input header and report are all checked before the first request.
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
 import importlib.util
-import io
-import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import click
@@ -29,15 +25,25 @@ from bulkops.auth import Credentials
 from bulkops.errors import ConfigError, ReportError
 from bulkops.interrupts import Interrupts
 from bulkops.models import Result, Target
-from bulkops.options import Options, RateLimit, RetryPolicy
-from bulkops.plan import make_plan
-from bulkops.regions import endpoint_for
+from bulkops.options import Options
+from bulkops.plan import Setting, make_plan
+from bulkops.preflight import (
+    NO_CREDENTIALS,
+    check_credentials,
+    check_endpoint,
+    check_open_files,
+    credential_kind,
+    is_loopback,
+)
 from bulkops.report import ReportWriter, default_report_path
-from bulkops.reportfile import open_report
-from bulkops.resume import ResumeState, load_resume
+from bulkops.reportfile import already_exists, check_path, open_report, shown
+from bulkops.reportmeta import check_resume, has_meta, identify, remove_meta, write_meta
+from bulkops.resume import ResumeState, load_resume, utc_now
 from bulkops.rowcount import count_rows
-from bulkops.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
+from bulkops.stopflags import build_options, resolve_endpoint
+from bulkops.summary import EXIT_DECLINED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
 from bulkops.targets import read_targets
+from bulkops.wording import counted
 
 if TYPE_CHECKING:
     from bulkops.runner import Observer
@@ -45,90 +51,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bulkops.cli")
 
 _GC_YOUNG = 20_000  # allocations between young collections during a run (see tuned_gc)
-
-
-def resolve_endpoint(endpoint: str | None, region: str | None) -> str | None:
-    """--endpoint wins over --region; None when neither is given."""
-    if endpoint:
-        return endpoint
-    if region:
-        url, known = endpoint_for(region)
-        if not known:
-            log.warning("bulkops.region.unknown", region=region, endpoint=url)
-        return url
-    return None
-
-
-def load_rates(path: str) -> dict[str, RateLimit]:
-    """Per-project limits from a CSV (project_id,rate[,burst]) or JSON file (list or mapping)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"cannot read --rates-file {path}: {exc.strerror or exc}") from exc
-    rows: list[dict[str, Any]]
-    try:
-        if path.lower().endswith(".json") or text.lstrip().startswith(("{", "[")):
-            data = json.loads(text)
-            if isinstance(data, dict):
-                rows = [
-                    {"project_id": k, **(v if isinstance(v, dict) else {"rate": v})} for k, v in data.items()
-                ]
-            elif isinstance(data, list):
-                if not all(isinstance(r, dict) for r in data):
-                    raise ConfigError(f"--rates-file {path}: every list entry must be an object")
-                rows = data
-            else:
-                raise ConfigError(f"--rates-file {path}: expected a JSON list or object")
-        else:
-            rows = [
-                {k.strip().lower(): v for k, v in r.items() if k} for r in csv.DictReader(io.StringIO(text))
-            ]
-        rates: dict[str, RateLimit] = {}
-        for n, row in enumerate(rows, start=1):
-            project = str(row.get("project_id", "")).strip()
-            if not project:
-                raise ConfigError(f"--rates-file {path}: entry {n} has no project_id")
-            burst = row.get("burst")
-            try:
-                rates[project] = RateLimit(
-                    float(row["rate"]), float(burst) if burst not in (None, "") else None
-                )
-            except ConfigError as exc:
-                raise ConfigError(f"--rates-file {path}: {project}: {exc}") from exc
-        return rates
-    except (ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"--rates-file {path}: each entry needs project_id and a numeric rate") from exc
-
-
-def build_options(kw: dict[str, Any], endpoint: str, credentials: Credentials | None) -> Options:
-    """Options from the stop command's flags (raises ConfigError on nonsense values)."""
-    rates = load_rates(kw["rates_file"]) if kw.get("rates_file") else {}
-    try:
-        rate = RateLimit(kw["rate"], kw["burst"])
-    except ConfigError as exc:
-        raise ConfigError(f"--rate/--burst: {exc}") from exc
-    try:
-        global_rate = RateLimit(kw["global_rate"]) if kw["global_rate"] is not None else None
-    except ConfigError as exc:
-        raise ConfigError(f"--global-rate: {exc}") from exc
-    return Options(
-        endpoint=endpoint,
-        credentials=credentials,
-        rate=rate,
-        rates=rates,
-        global_rate=global_rate,
-        concurrency=kw["concurrency"],
-        retry=RetryPolicy(max_attempts=kw["max_attempts"]),
-        timeout=kw["timeout"],
-        wait=kw["wait"],
-        wait_timeout=kw["wait_timeout"],
-        throttle_timeout=kw.get("throttle_timeout", 900.0),
-        slow_start=kw.get("slow_start", True),
-        poll_interval=kw.get("poll_interval", 3.0),
-        insecure=kw["insecure"],
-    )
+_TTY = "/dev/tty"  # the controlling terminal: where the confirmation is read when INPUT is a pipe
 
 
 def _peeked(items: Iterator[Target | Result]) -> Iterator[Target | Result]:
@@ -147,6 +70,7 @@ class _Prepared:
     resume: ResumeState | None
     observer: Observer | None
     report_path: str
+    summary: Callable[[RunStats], None]
 
 
 def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
@@ -161,7 +85,8 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
             with interrupts.raising():
                 ready = _prepare(kw, undo)
         except KeyboardInterrupt:
-            click.echo(RunStats(interrupted=True).render(), err=True)
+            if not kw.get("quiet"):
+                click.echo(RunStats(interrupted=True).render(), err=True)
             return EXIT_INTERRUPTED
         if isinstance(ready, int):
             return ready
@@ -177,68 +102,121 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
                 resume=ready.resume,
                 observer=ready.observer,
                 interrupts=interrupts,
+                summary=ready.summary,
             ),
             backend_options=event_loop_options(),
         )
     if stats.write_error is not None:
         again = " (--resume sends them again)" if ready.report_path != "-" else ""
         click.echo(
-            f"bulkops: error: {stats.write_error}; stopped sending: {stats.unrecorded} rows that finished "
-            f"after it are not in the report{again}",
+            f"bulkops: error: {stats.write_error}; stopped sending: {counted(stats.unrecorded, 'row')} that "
+            f"finished after it are not in the report{again}",
             err=True,
         )
-    if ready.report_path != "-":
+    if ready.report_path != "-" and _summary_mode(kw).value == "text":
         click.echo(f"report: {ready.report_path}", err=True)
     return stats.exit_code()
 
 
+def _summary_mode(kw: dict[str, Any]) -> Any:
+    from bulkops.runlog import summary_mode
+
+    return summary_mode(log_format=_log_format(kw), quiet=bool(kw.get("quiet")))
+
+
+def _log_format(kw: dict[str, Any]) -> str:
+    return str(kw["log_format"] or ("console" if sys.stderr.isatty() else "json"))
+
+
 def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
-    """Check flags, endpoint, credentials, input header and report, in that order; an exit code when the
-    command ends here (a dry run, a declined confirmation)."""
+    """Check flags, endpoint, credentials, report, input header and the input a resumed report started
+    from, in that order; an exit code when the command ends here (a dry run, a declined confirmation).
+
+    A dry run makes the same checks (without creating, locking or repairing anything), so that it fails
+    wherever the real run would.
+    """
     credentials = _credentials()
-    fmt = kw["log_format"] or ("console" if sys.stderr.isatty() else "json")
+    quiet = bool(kw.get("quiet"))
     log_writer = logs.configure(
-        fmt=fmt, level=kw["log_level"], secrets=credentials.secrets() if credentials else ()
+        fmt=_log_format(kw),
+        level="error" if quiet else kw["log_level"],
+        secrets=credentials.secrets() if credentials else (),
     )
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
     input_path: str = kw["input_path"]
     default_project = kw["project_id"] or None
 
-    if kw["dry_run"]:
-        options = build_options(kw, endpoint or "https://dry-run.invalid", credentials)
-        plan = make_plan(read_targets(_source(input_path), default_project=default_project))
-        click.echo(plan.render(options), err=True)
-        return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
-
     if endpoint is None:
         raise ConfigError("no endpoint: give --region (e.g. cn-north-4) or --endpoint URL")
     options = build_options(kw, endpoint, credentials)
-    from bulkops.api import check_credentials, check_endpoint, check_open_files
-
     check_credentials(credentials)
     check_open_files(options.concurrency)
-    url, plain_remote = check_endpoint(endpoint, insecure=kw["insecure"])
+    host, plain_remote = check_endpoint(endpoint, insecure=kw["insecure"])
     if plain_remote:
-        log.warning("bulkops.transport.insecure", host=url.host)
-    if credentials is None and url.host not in ("127.0.0.1", "localhost", "::1"):
-        raise ConfigError(
-            "no credentials: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or BULKOPS_AUTH_TOKEN"
-        )
-    items = _peeked(read_targets(_source(input_path), default_project=default_project))
-
+        log.warning("bulkops.transport.insecure", host=host)
+    if credentials is None and not is_loopback(host):
+        raise ConfigError(NO_CREDENTIALS)
     report_path = kw["report_path"] or default_report_path()
-    if kw["resume"] and report_path == "-":
+    resuming = bool(kw["resume"])
+    if resuming and report_path == "-":
         raise ReportError("--resume needs a report file, not standard output")
-    report = open_report(report_path, append=bool(kw["resume"]))  # checked and locked for the whole run
+    if resuming and not check_path(report_path):
+        raise ReportError(
+            f"--report {shown(report_path)} does not exist, so there is nothing to resume; "
+            "check the path, or leave out --resume to start a new report"
+        )
+    if kw["dry_run"]:
+        return _dry_run(kw, options, credentials, report_path)
+
+    items = _peeked(read_targets(_source(input_path), default_project=default_project))
+    identity = identify(input_path)
+    if resuming:
+        check_resume(report_path, identity)
+    report = open_report(report_path, append=resuming)  # checked and locked for the whole run
     undo.callback(report.discard)
-    resume = load_resume(report_path) if kw["resume"] else None
+    resume = load_resume(report_path) if resuming else None
     if resume is not None and resume.repaired:
         log.warning("bulkops.report.repaired", path=report_path)
-    if not _confirmed(kw, input_path, endpoint):
-        click.echo("bulkops: nothing sent", err=True)
-        return EXIT_FAILED
+    if not _confirmed(kw, input_path, endpoint, resume, report_path):
+        click.echo("bulkops: declined: nothing sent", err=True)
+        return EXIT_DECLINED
+    if report_path != "-" and not (resuming and has_meta(report_path)):
+        write_meta(report_path, identity, utc_now())
+        if report.created:
+            undo.callback(remove_meta, report_path)
     observer = _observer(kw, input_path, log_writer)
-    return _Prepared(items, options, ReportWriter.on(report), resume, observer, report_path)
+    from bulkops.runlog import summary_printer
+
+    summary = summary_printer(_summary_mode(kw), None if report_path == "-" else report_path)
+    return _Prepared(items, options, ReportWriter.on(report), resume, observer, report_path, summary)
+
+
+def _dry_run(kw: dict[str, Any], options: Options, credentials: Any, report_path: str) -> int:
+    """The plan, after the report checks the real run makes (nothing is created, locked or repaired)."""
+    input_path: str = kw["input_path"]
+    items = _peeked(read_targets(_source(input_path), default_project=kw["project_id"] or None))
+    resume = None
+    shown_report = "standard output" if report_path == "-" else report_path
+    if report_path != "-":
+        if kw["resume"]:
+            check_resume(report_path, identify(input_path))
+            resume = load_resume(report_path, repair=False)
+            shown_report += " (resumed: appended to)"
+        elif check_path(report_path):
+            if os.stat(report_path).st_size > 0:
+                raise already_exists(report_path)
+        else:
+            parent = os.path.dirname(os.path.abspath(report_path))
+            if not os.path.isdir(parent):
+                raise ReportError(f"cannot write --report {shown(report_path)}: directory does not exist")
+            if not os.access(parent, os.W_OK):
+                raise ReportError(f"cannot write --report {shown(report_path)}: permission denied")
+            shown_report += " (new)" if kw["report_path"] else " (new; the default name is made per run)"
+    plan = make_plan(items, resume=resume)
+    setting = Setting(options.endpoint, credential_kind(credentials), shown_report)
+    if not kw.get("quiet"):
+        click.echo(plan.render(options, setting=setting), err=True)
+    return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
 
 
 @contextlib.contextmanager
@@ -285,23 +263,87 @@ def _source(input_path: str) -> Any:
     return sys.stdin.buffer if input_path == "-" else input_path
 
 
-def _confirmed(kw: dict[str, Any], input_path: str, endpoint: str) -> bool:
-    if kw["yes"] or input_path == "-" or not sys.stdin.isatty():
+def _confirmed(
+    kw: dict[str, Any], input_path: str, endpoint: str, resume: ResumeState | None, report_path: str
+) -> bool:
+    """Ask before sending, when someone can answer: on the terminal of stdin, else on /dev/tty when INPUT
+    comes through a pipe but stderr is a terminal. Nobody to ask (cron, CI, --yes): go ahead."""
+    if kw["yes"]:
         return True
-    total = count_rows(input_path)
-    rows = f"{total} rows" if total is not None else "the rows"
-    return click.confirm(f"Stop {rows} of {input_path} against {endpoint}?", default=False, err=True)
+    channel = _prompt_channel(input_path)
+    if channel is None:
+        return True
+    answers, prompts = channel
+    try:
+        question = _question(input_path, endpoint, resume, report_path, kw["project_id"] or None)
+        prompts.write(question + " [y/N]: ")
+        prompts.flush()
+        answer = answers.readline()
+    except (OSError, ValueError):
+        return False
+    finally:
+        if answers is not sys.stdin:
+            with contextlib.suppress(OSError, ValueError):
+                answers.close()
+    if not answer.endswith("\n"):
+        prompts.write("\n")  # end of input: the next line starts on its own
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _prompt_channel(input_path: str) -> tuple[TextIO, TextIO] | None:
+    """(where the answer is read, where the question is written), or None when there is no one to ask."""
+    if input_path != "-" and sys.stdin.isatty():
+        return sys.stdin, sys.stderr
+    if sys.stdin.isatty() or not sys.stderr.isatty():
+        return None  # INPUT typed on the terminal itself, or nobody watching stderr
+    try:
+        fd = os.open(_TTY, os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return None  # no controlling terminal (cron, CI, a daemon)
+    return open(fd, encoding="utf-8", errors="replace"), sys.stderr
+
+
+def _question(
+    input_path: str, endpoint: str, resume: ResumeState | None, report_path: str, default_project: str | None
+) -> str:
+    """ "Stop 1200 rows of ids.csv against URL?"; with --resume, the rows left and those already done."""
+    where = "standard input" if input_path == "-" else input_path
+    if resume is None:
+        total = count_rows(input_path)
+        rows = counted(total, "row") if total is not None else "the rows"
+        return f"Stop {rows} of {where} against {endpoint}?"
+    if input_path == "-":
+        return f"Stop the rows of standard input not done in {report_path} against {endpoint}?"
+    left = done = 0
+    for item in read_targets(input_path, default_project=default_project):
+        if isinstance(item, Target):
+            if resume.done(item.project_id, item.id):
+                done += 1
+            else:
+                left += 1
+    return (
+        f"Stop {counted(left, 'row')} of {where} against {endpoint} "
+        f"({done} already done in {report_path}, not sent again)?"
+    )
 
 
 def _observer(kw: dict[str, Any], input_path: str, log_writer: logs.LineWriter) -> Observer | None:
+    """The progress line on a terminal; off one, a `bulkops.run.progress` event every interval; none with
+    --quiet or --no-progress."""
     show = kw["progress"]
-    if show is None:  # default: on a terminal, unless the report itself goes to that terminal
-        show = sys.stderr.isatty() and not (kw["report_path"] == "-" and sys.stdout.isatty())
-    if not show:
-        return None
-    try:
-        from bulkops.progress import progress_observer
-    except ImportError:
+    if kw.get("quiet") or show is False:
         return None
     total = count_rows(input_path) if input_path != "-" else None
-    return progress_observer(total, log_writer=log_writer)
+    on_tty = sys.stderr.isatty() and not (kw["report_path"] == "-" and sys.stdout.isatty())
+    if show or on_tty:
+        try:
+            from bulkops.progress import progress_observer
+        except ImportError:
+            return None
+        return progress_observer(total, log_writer=log_writer)
+    interval = float(kw.get("progress_interval", 30.0) or 0.0)
+    if interval <= 0:
+        return None
+    from bulkops.runlog import heartbeat_observer
+
+    return heartbeat_observer(total, interval)

@@ -23,6 +23,8 @@ from bulkops import logs
 from bulkops.auth import Credentials
 from bulkops.options import Options, RateLimit
 from bulkops.report import ReportWriter
+from bulkops.reportmeta import identify, write_meta
+from bulkops.resume import utc_now
 from bulkops.runner import run_stop
 from bulkops.simulator import (
     AccessKey,
@@ -35,6 +37,7 @@ from bulkops.simulator import (
 )
 from bulkops.summary import RunStats
 from bulkops.targets import read_targets
+from bulkops.wording import counted
 
 _BAD_ROWS = (
     "0123456789abcdef0123456789abcdef,NOT-AN-ID\n"
@@ -90,8 +93,10 @@ def demo(workdir: str, projects: int, instances: int, rate: float, wait: bool, s
         fh.write(_BAD_ROWS)
         fh.write(first + "\n")  # a duplicate of the first row
     click.echo(f"input: {input_csv} ({rows + 4} rows, including 3 bad rows and 1 duplicate)", err=True)
+    # As `bulkops stop` does: the report's input recorded beside it, so `--resume` from other input refuses.
+    write_meta(str(report), identify(str(input_csv)), utc_now())
     stats = anyio.run(_run, spec, input_csv, report, rate, wait)
-    click.echo(f"report: {report} ({stats.rows} records, one per row)", err=True)
+    click.echo(f"report: {report} ({counted(stats.rows, 'record')}, one per row)", err=True)
     click.echo(
         f"bulkops stop would exit {stats.exit_code()}: rows with unknown ids, instances in ERROR and bad "
         f"rows do not succeed, as in real life. Next: bulkops report summarize {report}",
@@ -115,7 +120,8 @@ async def _run(spec: InventorySpec, input_csv: Path, report: Path, rate: float, 
     )
     async with run_simulator(config) as sim:
         click.echo(
-            f"simulator: {sim.url} with {spec.projects} projects x {spec.instances_per_project} instances, "
+            f"simulator: {sim.url} with {counted(spec.projects, 'project')} x "
+            f"{counted(spec.instances_per_project, 'instance')}, "
             f"limit {int(rate)}/s per project, 3% 503s, 1% dropped connections, 1% lost answers",
             err=True,
         )

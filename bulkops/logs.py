@@ -10,6 +10,9 @@ Decisions:
   `***` before rendering: defence in depth, since no code logs a secret on purpose.
 * Output goes through `write_line`, which the progress display can wrap so that a log line never tears the
   progress bar.
+* `output_logger()` renders through the same processors and writer but is never filtered by `--log-level`:
+  it carries the run's own output off a terminal (`bulkops.run.progress`, `bulkops.run.summary`), which
+  must reach a CI log at the default level `warning`. `--quiet` simply does not use it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from typing import Any, TextIO
 import structlog
 
 LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Configured:
+    """The processors and writer of the last `configure()`, for `output_logger()`."""
+
+    processors: list[Any] | None = None
+    writer: LineWriter | None = None
 
 
 class _Redact:
@@ -72,16 +82,29 @@ def configure(
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=writer.stream.isatty())
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _Redact(secrets),
+        renderer,
+    ]
+    _Configured.processors, _Configured.writer = processors, writer
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _Redact(secrets),
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=lambda *_: writer,
         cache_logger_on_first_use=False,
     )
     return writer
+
+
+def output_logger() -> Any:
+    """A logger for the run's output events: configured as `configure()` made it, never level-filtered."""
+    if _Configured.processors is None or _Configured.writer is None:
+        return structlog.get_logger("bulkops.run")
+    return structlog.wrap_logger(
+        _Configured.writer,
+        processors=_Configured.processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    )

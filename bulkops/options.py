@@ -8,6 +8,7 @@ way on nonsense values (negative rate, zero concurrency, ...).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -18,6 +19,31 @@ from bulkops.errors import ConfigError
 def _positive(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:/\s*(s|sec|second|m|min|minute))?\s*$", re.I)
+_PER_MINUTE = frozenset({"m", "min", "minute"})
+
+
+def parse_rate(text: str | float) -> float:
+    """Requests per second from `10`, `10/s`, `2.5/sec`, `10/second`, `600/min` or `600/minute` (= 10/s).
+
+    The simulator's `--rate-limit` takes the same forms, so one spelling works for both. A number is
+    passed through; anything else is a `ConfigError` naming the accepted forms. Zero and negative rates
+    are left to `RateLimit` to refuse.
+    """
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return float(text)
+    try:
+        return float(text)  # a plain number, as before (`-1` and `nan` are then refused by RateLimit)
+    except ValueError:
+        pass
+    match = _RATE_RE.match(str(text))
+    if match is None:
+        raise ConfigError(f"a rate looks like 10, 10/s or 600/min, got {str(text)!r}")
+    value = float(match[1])
+    unit = (match[2] or "s").lower()
+    return value / 60.0 if unit in _PER_MINUTE else value
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,10 @@ ALREADY_STOPPED_CODES = frozenset({"ModelArts.6307", "ModelArts.6308"})
 NOT_FOUND_CODES = frozenset({"ModelArts.6309"})
 THROTTLED_CODES = frozenset({"APIG.0308", "APIGW.0308"})
 RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
+#: Failures that a retry cannot turn into a success: the instance's status does not allow a stop (it is in
+#: ERROR, say). `bulkops report failed` leaves them out unless asked for them by `--code`.
+NON_RETRYABLE_CODES = frozenset({"ModelArts.6310"})
+NON_RETRYABLE_STATUSES = frozenset({"ERROR"})
 DENIED_STATUSES = frozenset({401, 403})
 
 

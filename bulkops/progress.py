@@ -41,6 +41,7 @@ import anyio
 from bulkops.logs import LineWriter
 from bulkops.runner import Observer
 from bulkops.summary import RunStats
+from bulkops.wording import counted
 
 CLEAR = "\r\x1b[K"
 _LABELS = {
@@ -85,7 +86,7 @@ def render_line(
         pct = 100 * done // total if total else 100
         head = f"{done}/{total} {pct}%"
     else:
-        head = f"{done} rows"
+        head = counted(done, "row")
     speed = f"{rate:.1f}/s" if rate is not None else "-/s"
     if total is not None and rate:
         eta = f"ETA {_duration((total - done) / rate)}"

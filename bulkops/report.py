@@ -44,8 +44,13 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring  # `_dumps` on a s
 
 
 def default_report_path() -> str:
-    """`bulkops-report-<UTC time>.jsonl` in the current directory."""
-    return time.strftime("bulkops-report-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
+    """`bulkops-report-<UTC time to the millisecond>-<pid>.jsonl` in the current directory.
+
+    Unique for back-to-back runs (a second-accurate name collided, and the second run was refused).
+    """
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"bulkops-report-{stamp}.{int(now * 1000) % 1000:03d}Z-{os.getpid()}.jsonl"
 
 
 def to_record(result: Result) -> dict[str, Any]:

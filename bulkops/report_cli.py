@@ -1,8 +1,10 @@
 """`bulkops report`: read a run's JSON-lines report back.
 
     bulkops report summarize REPORT [--json] [--top N]   outcomes per project, top errors, slowest, rate
-    bulkops report failed REPORT [-o PATH] [--include-not-found]
+    bulkops report failed REPORT [-o PATH] [--include-not-found] [--code C]... [--exclude-code C]...
                                                           the rows to retry, as a CSV `bulkops stop` reads
+
+Both count rows, each by its last record (a resumed report has several records for a row sent again).
 
 Both stream the report (see `report_read` for what they keep in memory). REPORT may be `-` for standard
 input. A file that is not a report, or whose last line is torn, is one error line and exit 2.
@@ -22,7 +24,9 @@ import click
 from bulkops.errorline import fail
 from bulkops.errors import BulkOpsError
 from bulkops.models import Outcome
+from bulkops.outcomes import NON_RETRYABLE_CODES
 from bulkops.report_read import ReportDigest, retry_rows, summarize
+from bulkops.wording import counted
 
 T = TypeVar("T")
 
@@ -58,8 +62,9 @@ def report() -> None:
 def summarize_command(report_path: str, as_json: bool, top: int) -> None:
     """Outcomes per project, the top error codes, the slowest rows and the achieved rate of REPORT.
 
-    Counts records: a report continued with --resume holds several records for a retried row (the
-    output says how many lines repeat); `bulkops report failed` gives the rows still to do.
+    Counts rows, each by its last record: a report continued with --resume holds several records for a
+    row sent again, and the row counts once (the output says how many records there are).
+    `bulkops report failed` gives the rows still to do.
     """
     summary = _guard(lambda: summarize(report_path, top=top))
     if as_json:
@@ -72,14 +77,15 @@ def render_summary(s: ReportDigest, path: str) -> str:
     """The human summary of a report, at most 100 columns wide."""
     d = s.as_dict()
     out: list[str] = []
-    unsuccessful = s.records - s.succeeded
-    share = f" ({100 * s.succeeded / s.records:.1f}%)" if s.records else ""
-    out.append(f"{path}: {s.records} records, {len(s.per_project)} projects")
+    unsuccessful = s.rows - s.succeeded
+    share = f" ({100 * s.succeeded / s.rows:.1f}%)" if s.rows else ""
+    records = f" ({counted(s.records, 'record')})" if s.records != s.rows else ""
+    out.append(f"{path}: {counted(s.rows, 'row')}{records}, {counted(len(s.per_project), 'project')}")
     out.append(f"succeeded {s.succeeded}{share}, did not succeed {unsuccessful}")
     if s.repeated_lines:
         out.append(
-            f"{s.repeated_lines} input lines have more than one record (a resumed run): counts are records, "
-            "and `bulkops report failed` lists what is still to do"
+            f"{counted(s.repeated_lines, 'row')} with more than one record (a resumed run): each counts "
+            "once, by its last record; `bulkops report failed` lists what is still to do"
         )
     if not s.records:
         return "\n".join(out)
@@ -111,12 +117,12 @@ def render_summary(s: ReportDigest, path: str) -> str:
     out.append("")
     if d["rows_per_s"] is not None:
         out.append(
-            f"rate: {d['rows_per_s']:.1f} rows/s ({s.sent_records} rows sent, finished over "
+            f"rate: {d['rows_per_s']:.1f} rows/s ({counted(s.sent_records, 'row')} sent, finished over "
             f"{d['span_s']:.1f}s), {d['requests_per_s']:.1f} requests/s ({s.requests} requests)"
         )
         out.append(f"      first finished {d['first_finished_at']}, last {d['last_finished_at']}")
     else:
-        out.append(f"rate: {s.sent_records} rows sent; too few to measure a rate")
+        out.append(f"rate: {counted(s.sent_records, 'row')} sent; too few to measure a rate")
     return "\n".join(_wrap(line) for line in out)
 
 
@@ -126,14 +132,14 @@ def _project_table(s: ReportDigest) -> list[str]:
     heads = [_HEADERS.get(c, c) for c in cols]
     pw = max(7, *(len(p) for p in s.per_project))
     widths = [max(len(h), len(str(s.outcomes[c]))) for h, c in zip(heads, cols, strict=True)]
-    tw = max(5, len(str(s.records)))
+    tw = max(5, len(str(s.rows)))
     rows = [f"{'project':<{pw}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))]
     rows[0] += f"  {'total':>{tw}}"
     for project, counts in sorted(s.per_project.items()):
         cells = "  ".join(f"{counts.get(c, 0):>{w}}" for c, w in zip(cols, widths, strict=True))
         rows.append(f"{project:<{pw}}  {cells}  {sum(counts.values()):>{tw}}")
     cells = "  ".join(f"{s.outcomes[c]:>{w}}" for c, w in zip(cols, widths, strict=True))
-    rows.append(f"{'total':<{pw}}  {cells}  {s.records:>{tw}}")
+    rows.append(f"{'total':<{pw}}  {cells}  {s.rows:>{tw}}")
     if "already_stopped" in cols:
         rows.append("(already = already_stopped)")
     return rows
@@ -173,16 +179,48 @@ def _wrap(line: str) -> str:
     is_flag=True,
     help="Also list rows the API answered not_found (left out by default: the id is wrong or gone).",
 )
-def failed_command(report_path: str, output: str, include_not_found: bool) -> None:
+@click.option(
+    "--code",
+    "codes",
+    multiple=True,
+    metavar="CODE",
+    help="List only rows whose last error_code is CODE (repeatable); lists them even when CODE is one "
+    "that cannot succeed on a retry, e.g. --code ModelArts.6310.",
+)
+@click.option(
+    "--exclude-code",
+    "exclude_codes",
+    multiple=True,
+    metavar="CODE",
+    help="Leave out rows whose last error_code is CODE (repeatable).",
+)
+def failed_command(
+    report_path: str,
+    output: str,
+    include_not_found: bool,
+    codes: tuple[str, ...],
+    exclude_codes: tuple[str, ...],
+) -> None:
     """The rows of REPORT to retry, as a CSV (header project_id,id) that `bulkops stop` reads.
 
     A row is listed when no record of it succeeded and its last record is failed, or skipped for a
     reason other than being a duplicate (e.g. an open circuit). Invalid rows are never listed (they
     cannot be sent as they are); not_found rows only with --include-not-found.
 
+    Left out by default, because a retry cannot make them succeed: ModelArts.6310 (the instance's status
+    does not allow a stop) and rows whose instance was last seen in ERROR. --code CODE lists only the
+    rows with that code, these included.
+
         bulkops report failed run.jsonl > retry.csv && bulkops stop retry.csv --report retry.jsonl ...
     """
-    result = _guard(lambda: retry_rows(report_path, include_not_found=include_not_found))
+    result = _guard(
+        lambda: retry_rows(
+            report_path,
+            include_not_found=include_not_found,
+            codes=frozenset(codes) if codes else None,
+            exclude_codes=frozenset(exclude_codes),
+        )
+    )
     if output == "-":
         _write_csv(sys.stdout, result.rows)
     else:
@@ -191,11 +229,23 @@ def failed_command(report_path: str, output: str, include_not_found: bool) -> No
                 _write_csv(fh, result.rows)
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
-    note = ""
+    notes = []
+    if result.non_retryable_excluded:
+        which = ", ".join(sorted(NON_RETRYABLE_CODES))
+        notes.append(
+            f"{counted(result.non_retryable_excluded, 'row')} that cannot succeed on a retry left out "
+            f"({which} or an instance in ERROR; --code {which} lists them)"
+        )
+    if result.code_excluded:
+        by = "--code/--exclude-code" if codes and exclude_codes else ("--code" if codes else "--exclude-code")
+        notes.append(f"{counted(result.code_excluded, 'row')} left out by {by}")
     if result.not_found_excluded:
-        note = f"; {result.not_found_excluded} not_found rows left out (--include-not-found adds them)"
+        notes.append(
+            f"{counted(result.not_found_excluded, 'not_found row')} left out (--include-not-found adds them)"
+        )
+    note = "".join(f"; {n}" for n in notes)
     where = "" if output == "-" else f" to {output}"
-    click.echo(f"bulkops: {len(result.rows)} rows to retry{where}{note}", err=True)
+    click.echo(f"bulkops: {counted(len(result.rows), 'row')} to retry{where}{note}", err=True)
 
 
 def _write_csv(stream: TextIO, rows: list[tuple[str, str]]) -> None:

@@ -5,8 +5,14 @@
                             achieved rate (not `summary.RunStats`, the live counters of a run)
     retry_rows(path, ...)   the (project_id, id) rows whose last word was not a success
 
-Memory. `ReportDigest` keeps O(projects + error codes + top-N) values plus one bit per input line (to tell a
-resumed report, where a line has several records, from a single run). `retry_rows` keeps the successful
+Rows, not records. A resumed report holds several records for a row that was sent again; outcomes, projects
+and error codes count rows, each by its last record (a success is never undone, as for `--resume`), so a
+1,200-row input is 1,200 rows however often it was resumed. Requests, rows sent, the rate and the slowest
+list count every record: they measure traffic.
+
+Memory. `ReportDigest` keeps O(projects + error codes + top-N) values, one bit per input line (to tell a
+resumed report, where a line has several records, from a single run), and the last verdict of each line
+whose last record did not succeed (what a later record may replace). `retry_rows` keeps the successful
 keys in a `SeenIndex` (about 16-19 bytes a key, the structure `--resume` uses) and only the unsuccessful
 keys as Python objects, so a million-record report costs some 20 MB, not a dict of a million tuples.
 
@@ -16,7 +22,10 @@ key with any success record is done. Of the rest, the last record decides:
   * `failed`, and `skipped` for a reason other than a duplicate (e.g. `bulkops.circuit_open`): listed;
   * `not_found`: listed only with `include_not_found` (the id is wrong, or the instance is gone);
   * `invalid`: never (the row cannot be sent as it stands), nor `skipped` duplicates (their first line
-    carries the verdict).
+    carries the verdict);
+  * a failure that cannot succeed on a retry (`outcomes.NON_RETRYABLE_CODES`: ModelArts.6310, the
+    instance's status does not allow a stop; or an instance last seen in ERROR): only when `codes` names
+    its code. `codes` lists only those codes; `exclude_codes` leaves those out.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from typing import Any
 from bulkops.errors import ReportError
 from bulkops.linebits import LineBits
 from bulkops.models import DUPLICATE, Outcome
+from bulkops.outcomes import NON_RETRYABLE_CODES, NON_RETRYABLE_STATUSES
 from bulkops.resume import parse_record
 from bulkops.seen import SeenIndex
 
@@ -114,28 +124,25 @@ class ReportDigest:
     first_at: dt.datetime | None = None
     last_at: dt.datetime | None = None
     repeated_lines: int = 0
+    rows: int = 0
     _slowest: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)
     _lines: LineBits = field(default_factory=LineBits)
+    _repeated: LineBits = field(default_factory=LineBits)
+    _open: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # line -> unsuccessful verdict
 
     def add(self, rec: dict[str, Any]) -> None:
-        """Count one record."""
+        """Count one record: as a row when its line is new, else in place of the line's earlier verdict."""
         self.records += 1
         outcome: str = rec["outcome"]
-        self.outcomes[outcome] += 1
-        project = rec.get("project_id") or "-"
-        per = self.per_project.get(project)
-        if per is None:
-            per = self.per_project[project] = Counter()
-        per[outcome] += 1
-        self._mark_line(rec["line"])
+        line: int = rec["line"]
+        if self._mark_line(line):
+            self.rows += 1
+            self._count_row(line, rec, outcome)
+        elif line in self._open:  # the earlier verdict did not succeed: this record replaces it
+            self._uncount_row(*self._open.pop(line))
+            self._count_row(line, rec, outcome)
         attempts = rec.get("attempts") or 0
         self.requests += attempts
-        if outcome not in _SUCCESS:
-            code = rec.get("error_code") or (f"http {rec['http_status']}" if rec.get("http_status") else "-")
-            entry = self.errors.get(code)
-            if entry is None:
-                entry = self.errors[code] = ErrorCode(sample=str(rec.get("error_msg") or "")[:_SAMPLE_CHARS])
-            entry.count += 1
         if attempts > 0:
             self.sent_records += 1
             when = _parse_time(rec.get("finished_at"))
@@ -150,13 +157,48 @@ class ReportDigest:
             elif self.top > 0 and item[0] > self._slowest[0][0]:
                 heapq.heapreplace(self._slowest, item)
 
-    def _mark_line(self, line: int) -> None:
+    def _mark_line(self, line: int) -> bool:
+        """True the first time `line` is seen; counts the lines seen more than once."""
         if line >= 0 and self._lines.add(line):
-            self.repeated_lines += 1
+            if not self._repeated.add(line):
+                self.repeated_lines += 1
+            return False
+        return True
+
+    def _count_row(self, line: int, rec: dict[str, Any], outcome: str) -> None:
+        project = self._project(rec.get("project_id") or "-")
+        self.outcomes[outcome] += 1
+        self.per_project[project][outcome] += 1
+        if outcome in _SUCCESS:
+            return
+        code = rec.get("error_code") or (f"http {rec['http_status']}" if rec.get("http_status") else "-")
+        entry = self.errors.get(code)
+        if entry is None:
+            entry = self.errors[code] = ErrorCode(sample=str(rec.get("error_msg") or "")[:_SAMPLE_CHARS])
+        entry.count += 1
+        self._open[line] = (outcome, project, sys.intern(code))
+
+    def _uncount_row(self, outcome: str, project: str, code: str) -> None:
+        self.outcomes[outcome] -= 1
+        self.per_project[project][outcome] -= 1
+        for counter in (self.outcomes, self.per_project[project]):
+            if counter[outcome] == 0:
+                del counter[outcome]
+        entry = self.errors[code]
+        entry.count -= 1
+        if entry.count == 0:
+            del self.errors[code]
+
+    def _project(self, project: str) -> str:
+        """The project's key, one string shared by its rows (interned: not one copy per open row)."""
+        key = sys.intern(project)
+        if key not in self.per_project:
+            self.per_project[key] = Counter()
+        return key
 
     @property
     def succeeded(self) -> int:
-        """Records with a success outcome."""
+        """Rows whose last record is a success."""
         return sum(n for o, n in self.outcomes.items() if o in _SUCCESS)
 
     @property
@@ -180,9 +222,10 @@ class ReportDigest:
         """The summary as plain JSON-able values (`bulkops report summarize --json`)."""
         span = self.span_s
         return {
+            "rows": self.rows,
             "records": self.records,
             "succeeded": self.succeeded,
-            "unsuccessful": self.records - self.succeeded,
+            "unsuccessful": self.rows - self.succeeded,
             "repeated_lines": self.repeated_lines,
             "outcomes": dict(sorted(self.outcomes.items())),
             "per_project": {p: dict(sorted(c.items())) for p, c in sorted(self.per_project.items())},
@@ -222,10 +265,29 @@ class RetryRows:
     rows: list[tuple[str, str]]
     not_found_excluded: int = 0
     records: int = 0
+    non_retryable_excluded: int = 0
+    code_excluded: int = 0
 
 
-def retry_rows(path: str, *, include_not_found: bool = False) -> RetryRows:
-    """The (project_id, id) pairs of the report whose last record did not succeed, in input-line order."""
+def non_retryable(code: str | None, status: str | None) -> bool:
+    """True for a failure a retry cannot turn into a success (ModelArts.6310, an instance in ERROR)."""
+    return code in NON_RETRYABLE_CODES or (status or "").upper() in NON_RETRYABLE_STATUSES
+
+
+def retry_rows(
+    path: str,
+    *,
+    include_not_found: bool = False,
+    codes: frozenset[str] | None = None,
+    exclude_codes: frozenset[str] = frozenset(),
+) -> RetryRows:
+    """The (project_id, id) pairs of the report whose last record did not succeed, in input-line order.
+
+    `codes`: only rows whose last error_code is one of these (non-retryable and not_found ones included);
+    `exclude_codes`: not rows whose last error_code is one of these. Without `codes`, failures that
+    cannot succeed on a retry (`non_retryable`) are left out, and not_found rows unless
+    `include_not_found`.
+    """
     size = 0
     if path != "-":
         try:
@@ -233,7 +295,7 @@ def retry_rows(path: str, *, include_not_found: bool = False) -> RetryRows:
         except OSError:
             size = 0
     done = SeenIndex(expected=size // 256)
-    pending: dict[tuple[str, str], tuple[int, str]] = {}
+    pending: dict[tuple[str, str], tuple[int, str, str | None, str | None]] = {}
     records = 0
     for rec in iter_records(path):
         records += 1
@@ -252,12 +314,23 @@ def retry_rows(path: str, *, include_not_found: bool = False) -> RetryRows:
             continue
         if key in done:
             continue
-        pending[key] = (rec["line"], outcome)
-    rows: list[tuple[str, str]] = []
-    excluded = 0
-    for key, (_line, outcome) in sorted(pending.items(), key=lambda kv: kv[1][0]):
-        if outcome == Outcome.NOT_FOUND.value and not include_not_found:
-            excluded += 1
+        code, status = rec.get("error_code"), rec.get("status")
+        pending[key] = (
+            rec["line"],
+            outcome,
+            code if isinstance(code, str) else None,
+            status if isinstance(status, str) else None,
+        )
+    result = RetryRows([], records=records)
+    for key, (_line, outcome, code, status) in sorted(pending.items(), key=lambda kv: kv[1][0]):
+        if (codes is not None and code not in codes) or code in exclude_codes:
+            result.code_excluded += 1
             continue
-        rows.append(key)
-    return RetryRows(rows, excluded, records)
+        if codes is None and non_retryable(code, status):  # named by --code: listed
+            result.non_retryable_excluded += 1
+            continue
+        if codes is None and outcome == Outcome.NOT_FOUND.value and not include_not_found:
+            result.not_found_excluded += 1
+            continue
+        result.rows.append(key)
+    return result

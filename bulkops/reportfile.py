@@ -63,6 +63,13 @@ def not_regular(path: str) -> ReportError:
     )
 
 
+def already_exists(path: str) -> ReportError:
+    """The refusal of an existing, non-empty report without --resume."""
+    return ReportError(
+        f"--report {shown(path)} already exists; use --resume to continue it, or choose another path"
+    )
+
+
 def check_path(path: str) -> bool:
     """True when `path` exists as a regular file, False when it does not exist; ReportError otherwise."""
     try:
@@ -149,10 +156,7 @@ def _settle(report: ReportFile, *, append: bool) -> None:
     except OSError as exc:  # a file system without locks (some NFS mounts): go on, unprotected
         log.warning("bulkops.report.unlocked", path=report.path, reason=os_reason(exc))
     if not append and st.st_size > 0:
-        raise ReportError(
-            f"--report {shown(report.path)} already exists; "
-            "use --resume to continue it, or choose another path"
-        )
+        raise already_exists(report.path)
     if report.created:
         sync_directory(report.path)
 

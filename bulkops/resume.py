@@ -104,7 +104,7 @@ def parse_record(raw: bytes | str) -> dict[str, Any] | None:
     return obj
 
 
-def load_resume(path: str) -> ResumeState:
+def load_resume(path: str, *, repair: bool = True) -> ResumeState:
     """Read the report at `path` for --resume; a missing or empty file means a fresh start.
 
     Repairs a torn last line in place, but only after at least one whole record: a file that holds no
@@ -149,7 +149,8 @@ def load_resume(path: str) -> ResumeState:
     except OSError as exc:
         raise ReportError(f"cannot read --report {shown(path)} to resume: {os_reason(exc)}") from exc
     if torn:
-        _repair(p, good_end)
+        if repair:  # a dry run reads without writing
+            _repair(p, good_end)
         state.repaired = True
     return state
 

@@ -120,11 +120,13 @@ async def run_stop(
     summary_stream: TextIO | None = None,
     handle_signals: bool = True,
     interrupts: Interrupts | None = None,
+    summary: Callable[[RunStats], None] | None = None,
 ) -> RunStats:
     """Run the stop, writing every result to `writer`; returns the final counters.
 
     Signals are handled through `interrupts` (the command line's, installed when it started); with
-    `handle_signals` and none given, handlers are installed for the length of the run.
+    `handle_signals` and none given, handlers are installed for the length of the run. `summary`, when
+    given, writes the summary instead of its plain text on `summary_stream` (see `bulkops.runlog`).
     """
     observer = observer or Observer()
     stats = RunStats(tallied_by_writer=True)
@@ -153,6 +155,9 @@ async def run_stop(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(writer.close)
         observer.close(stats)
-        out = summary_stream if summary_stream is not None else sys.stderr
-        print(stats.render(), file=out, flush=True)
+        if summary is not None:
+            summary(stats)
+        else:
+            out = summary_stream if summary_stream is not None else sys.stderr
+            print(stats.render(), file=out, flush=True)
     return stats

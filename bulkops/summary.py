@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bulkops.models import Outcome, Result
+from bulkops.wording import counted
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_DECLINED = 3  # the confirmation prompt was answered no: nothing sent
 EXIT_INTERRUPTED = 130
 
 
@@ -123,17 +125,21 @@ class RunStats:
         state = " (interrupted: run again with --resume to continue)" if self.interrupted else ""
         if self.write_error is not None:
             state = " (stopped: the report could not be written; run again with --resume once it can be)"
-        lines = [f"{title}: {self.rows} rows in {d['duration_s']:.1f}s{state}"]
+        lines = [f"{title}: {counted(self.rows, 'row')} in {d['duration_s']:.1f}s{state}"]
         outcomes = ", ".join(f"{k} {v}" for k, v in d["outcomes"].items()) or "none"
         lines.append(f"  outcomes: {outcomes}")
         lines.append(
-            f"  requests: {self.requests} ({self.retries} retries, {self.throttled} throttled), "
+            f"  requests: {self.requests} ({counted(self.retries, 'retry', 'retries')}, "
+            f"{self.throttled} throttled), "
             f"{d['requests_per_s']}/s"
         )
         if self.unrecorded:
-            lines.append(f"  not in the report: {self.unrecorded} rows that finished after the write error")
+            lines.append(
+                f"  not in the report: {counted(self.unrecorded, 'row')} that finished after the write error"
+            )
         if self.resumed_skips:
-            lines.append(f"  resumed: {self.resumed_skips} rows already done in the report, not sent")
+            done = counted(self.resumed_skips, "row")
+            lines.append(f"  resumed: {done} already done in the report, not sent")
         if self.circuits_opened:
             lines.append(f"  circuit opened (auth refused) for: {_some(self.circuits_opened)}")
         if self.throttled_out:
@@ -147,7 +153,7 @@ class RunStats:
         for project, counts in projects[:max_projects]:
             lines.append(f"  {project}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if len(projects) > max_projects:
-            lines.append(f"  ... and {len(projects) - max_projects} more projects")
+            lines.append(f"  ... and {counted(len(projects) - max_projects, 'more project')}")
         return "\n".join(lines)
 
 

@@ -5,7 +5,9 @@
 
 Credentials come from the environment as `bulkops stop` reads them (HUAWEICLOUD_SDK_AK/SK, or
 BULKOPS_AUTH_TOKEN); the endpoint from --endpoint or BULKOPS_ENDPOINT (e.g. a `bulkops simulate` URL).
-Exit status: 0 when every row succeeded, 1 when some did not (they are in --retry), as `bulkops stop`.
+Exit status: 0 when every row succeeded, 1 when some did not (they are in --retry), as `bulkops stop`;
+130 on Ctrl-C or SIGTERM: the first lets the requests in flight finish (`run.stop()`), a second ends at
+once; either way every finished row is in the report and the rows to retry so far are written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import signal
 import sys
 from collections import Counter
 
@@ -21,8 +24,19 @@ import anyio
 import bulkops
 
 
+async def stop_on_signal(run: bulkops.Run, scope: anyio.CancelScope, interrupted: list[int]) -> None:
+    """First SIGINT/SIGTERM: stop gracefully (in-flight requests finish); a second: cancel at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            interrupted.append(signum)
+            if len(interrupted) == 1:
+                run.stop()
+            else:
+                scope.cancel()
+
+
 async def stop_all(
-    csv_path: str, endpoint: str, report_path: str, rate: float
+    csv_path: str, endpoint: str, report_path: str, rate: float, interrupted: list[int]
 ) -> tuple[Counter[str], list[tuple[str, str]]]:
     """Stop the rows of `csv_path`, writing every result to the report; (outcome counts, rows to retry)."""
     options = bulkops.Options(
@@ -36,7 +50,8 @@ async def stop_all(
     outcomes: Counter[str] = Counter()
     retry: list[tuple[str, str]] = []
     try:
-        async with bulkops.stop_instances(targets, options) as run:
+        async with bulkops.stop_instances(targets, options) as run, anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_signal, run, tg.cancel_scope, interrupted)
             async for result in run:
                 writer.write(result)  # one record per row, flushed: the report is the checkpoint
                 outcomes[result.outcome.value] += 1
@@ -45,6 +60,7 @@ async def stop_all(
                 )
                 if retryable and result.project_id and result.id:
                     retry.append((result.project_id, result.id))
+            tg.cancel_scope.cancel()  # every row is done: stop listening for signals
     finally:
         writer.close()
     return outcomes, retry
@@ -61,17 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.endpoint:
         parser.error("give --endpoint or set BULKOPS_ENDPOINT")
+    interrupted: list[int] = []
     try:
-        outcomes, retry = anyio.run(stop_all, args.csv_path, args.endpoint, args.report, args.rate)
+        outcomes, retry = anyio.run(
+            stop_all, args.csv_path, args.endpoint, args.report, args.rate, interrupted
+        )
     except bulkops.BulkOpsError as exc:
         print(f"runbook_stop: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the run listened for signals: nothing was sent yet
+        print("runbook_stop: interrupted", file=sys.stderr)
+        return 130
     with open(args.retry, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh, lineterminator="\n")
         out.writerow(("project_id", "id"))
         out.writerows(retry)
     print(", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     print(f"report: {args.report}; {len(retry)} rows to retry in {args.retry}")
+    if interrupted:
+        print(f"runbook_stop: interrupted: finished rows are in {args.report}", file=sys.stderr)
+        return 130
     unsuccessful = sum(n for k, n in outcomes.items() if not bulkops.Outcome(k).succeeded)
     return 1 if unsuccessful else 0
 

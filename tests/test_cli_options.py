@@ -17,14 +17,15 @@ from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 
 from bulkops.cli import main
-from bulkops.command_stop import build_options, resolve_endpoint
 from bulkops.options import RateLimit
 from bulkops.regions import ENDPOINTS
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
+from bulkops.stopflags import build_options, resolve_endpoint
 
 NO_CREDENTIALS = CLEAN_ENV
 P_A = "a" * 32
 P_B = "b" * 32
+LOCAL = "http://127.0.0.1:9"  # a loopback endpoint: no credentials needed, nothing listens
 
 
 @pytest.fixture
@@ -122,7 +123,9 @@ def test_rates_file_raises_one_projects_limit(tmp_path: Path, name: str, text: s
     """--rates-file (CSV, JSON list or mapping) gives that project its raised rate; others keep --rate."""
     rates = tmp_path / name
     rates.write_text(text)
-    code, _, err = stop(str(ids_csv(tmp_path / "in.csv")), "--dry-run", "--rates-file", str(rates))
+    code, _, err = stop(
+        str(ids_csv(tmp_path / "in.csv")), "--dry-run", "--endpoint", LOCAL, "--rates-file", str(rates)
+    )
     assert code == 0, err
     assert f"{P_A}: 3 rows at 10/s (burst 10)" in err
     assert f"{P_B}: 2 rows at 50/s (burst 60)" in err
@@ -150,7 +153,9 @@ def test_bad_rates_file_is_one_line_and_exit_2(tmp_path: Path, text: str) -> Non
     """A --rates-file that cannot be used stops the command before anything with one error line, exit 2."""
     rates = tmp_path / ("rates.json" if text.startswith(("[", "{")) else "rates.csv")
     rates.write_text(text)
-    code, _, err = stop(str(ids_csv(tmp_path / "in.csv")), "--dry-run", "--rates-file", str(rates))
+    code, _, err = stop(
+        str(ids_csv(tmp_path / "in.csv")), "--dry-run", "--endpoint", LOCAL, "--rates-file", str(rates)
+    )
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bulkops: error: --rates-file"), err
@@ -158,7 +163,14 @@ def test_bad_rates_file_is_one_line_and_exit_2(tmp_path: Path, text: str) -> Non
 
 def test_missing_rates_file_is_exit_2(tmp_path: Path) -> None:
     """A --rates-file path that does not exist is one error line and exit 2."""
-    code, _, err = stop(str(ids_csv(tmp_path / "in.csv")), "--dry-run", "--rates-file", "/nonexistent.csv")
+    code, _, err = stop(
+        str(ids_csv(tmp_path / "in.csv")),
+        "--dry-run",
+        "--endpoint",
+        LOCAL,
+        "--rates-file",
+        "/nonexistent.csv",
+    )
     assert code == 2
     assert err.strip().splitlines() == [
         "bulkops: error: cannot read --rates-file /nonexistent.csv: No such file or directory"
@@ -206,11 +218,11 @@ def test_project_id_from_the_environment(tmp_path: Path) -> None:
     src.write_text("00000000-0000-4000-8000-000000000001\n")
     result = CliRunner().invoke(
         main,
-        ["stop", str(src), "--dry-run"],
+        ["stop", str(src), "--dry-run", "--endpoint", LOCAL],
         env={**NO_CREDENTIALS, "HUAWEICLOUD_SDK_PROJECT_ID": P_A},
     )
     assert result.exit_code == 0, result.stderr
-    assert f"{P_A}: 1 rows" in result.stderr
+    assert f"{P_A}: 1 row at" in result.stderr
 
 
 def test_run_collects_garbage_less_often_and_restores_the_collector(sim: Simulator, tmp_path: Path) -> None:

@@ -130,6 +130,7 @@ def test_second_run_on_the_same_report_is_refused_and_sends_nothing(tmp_path: Pa
         write_csv(sim.inventory, tmp_path / "in.csv")
         args = ["stop", str(tmp_path / "in.csv"), "--endpoint", sim.url, "--yes", "--report", str(report)]
         args += ["--resume", "--rate", "8", "--log-format", "json"]
+        report.touch()  # --resume needs an existing report (an empty one starts afresh)
         first = spawn(args, cli_env())
         try:
             deadline = time.monotonic() + 30

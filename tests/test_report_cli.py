@@ -69,7 +69,7 @@ def test_summarize_shows_projects_errors_slowest_and_rate(tmp_path: Path) -> Non
     code, out, err = run("summarize", str(sample_report(tmp_path / "r.jsonl")))
     assert code == 0, err
     lines = out.splitlines()
-    assert "7 records, 2 projects" in lines[0]
+    assert lines[0].endswith(": 7 rows, 2 projects")  # one record per row: no record count
     assert "succeeded 3 (42.9%), did not succeed 4" in out
     header = next(line for line in lines if line.startswith("project"))
     assert header.split() == ["project", "accepted", "already", "not_found", "failed", "invalid", "total"]
@@ -95,7 +95,7 @@ def test_summarize_json_has_every_figure(tmp_path: Path) -> None:
     code, out, _ = run("summarize", str(sample_report(tmp_path / "r.jsonl")), "--json", "--top", "1")
     assert code == 0
     data = json.loads(out)
-    assert data["records"] == 7 and data["succeeded"] == 3
+    assert data["records"] == 7 and data["rows"] == 7 and data["succeeded"] == 3
     assert data["per_project"][P2] == {"accepted": 1, "failed": 1, "invalid": 1, "not_found": 1}
     assert data["errors"] == [{"error_code": "ModelArts.0010", "count": 2, "sample": "internal error"}]
     assert data["error_codes"] == 3
@@ -115,12 +115,31 @@ def test_summarize_memory_is_bounded_by_top_n() -> None:
     assert len(summary._slowest) == 3 and summary.records == 5000
 
 
-def test_summarize_notes_a_resumed_report(tmp_path: Path) -> None:
-    """A report continued with --resume (a line with two records) is said to count records, not rows."""
-    path = write_report(tmp_path / "r.jsonl", [rec(1, Outcome.FAILED, attempts=1)])
-    write_report(path, [rec(1, Outcome.ACCEPTED, attempts=1)])
+def test_summarize_counts_rows_by_their_last_record_after_a_resume(tmp_path: Path) -> None:
+    """A resumed report (rows with several records) counts each row once, by its last record: 3 rows from
+    6 records, the failure that a resume turned into a success gone from outcomes and error codes."""
+    path = write_report(tmp_path / "r.jsonl", [
+        rec(1, Outcome.ACCEPTED, attempts=1),
+        rec(2, Outcome.FAILED, attempts=5, error_code="bulkops.timeout"),
+        rec(3, Outcome.FAILED, P2, attempts=5, error_code="bulkops.timeout"),
+    ])  # fmt: skip
+    write_report(path, [rec(2, Outcome.FAILED, attempts=5, error_code="bulkops.retry_budget_exhausted")])
+    write_report(path, [rec(2, Outcome.ACCEPTED, attempts=1), rec(3, Outcome.NOT_FOUND, P2, attempts=1,
+                                                                error_code="ModelArts.6309")])  # fmt: skip
     code, out, _ = run("summarize", str(path))
-    assert code == 0 and "1 input lines have more than one record" in out
+    assert code == 0
+    flat = " ".join(out.split())  # long lines wrap at 100 columns
+    assert flat.startswith(f"{path}: 3 rows (6 records), 2 projects succeeded 2 (66.7%), did not succeed 1")
+    assert "2 rows with more than one record (a resumed run): each counts once" in flat
+    total = next(line for line in out.splitlines() if line.startswith("total")).split()
+    assert total[1:] == ["2", "1", "3"]  # accepted, not_found, total
+    assert "bulkops.timeout" not in out and "retry_budget" not in out
+    data = json.loads(run("summarize", str(path), "--json")[1])
+    assert data["rows"] == 3 and data["records"] == 6 and data["unsuccessful"] == 1
+    assert data["outcomes"] == {"accepted": 2, "not_found": 1}
+    assert data["per_project"] == {P1: {"accepted": 2}, P2: {"not_found": 1}}
+    assert [e["error_code"] for e in data["errors"]] == ["ModelArts.6309"]
+    assert data["requests"] == 18  # traffic counts every record
 
 
 def test_failed_lists_rows_whose_last_word_is_not_success(tmp_path: Path) -> None:
@@ -145,6 +164,30 @@ def test_failed_lists_rows_whose_last_word_is_not_success(tmp_path: Path) -> Non
     assert out.splitlines() == [
         "project_id,id", f"{P1},{iid(2)}", f"{P1},{iid(3)}", f"{P2},{iid(5)}", f"{P1},{iid(8)}",
     ]  # fmt: skip
+
+
+def test_failed_leaves_out_what_cannot_succeed_and_filters_by_code(tmp_path: Path) -> None:
+    """`report failed` leaves out ModelArts.6310 and instances in ERROR by default (and says so); --code
+    lists only the named codes (non-retryable ones included); --exclude-code leaves codes out."""
+    path = write_report(tmp_path / "r.jsonl", [
+        rec(1, Outcome.FAILED, error_code="ModelArts.6310", status="ERROR"),
+        rec(2, Outcome.FAILED, status="ERROR", http_status=200),           # --wait saw ERROR
+        rec(3, Outcome.FAILED, error_code="bulkops.timeout"),
+        rec(4, Outcome.FAILED, error_code="bulkops.retry_budget_exhausted"),
+        rec(5, Outcome.SKIPPED, error_code="bulkops.circuit_open"),
+    ])  # fmt: skip
+    code, out, err = run("failed", str(path))
+    assert code == 0
+    assert out.splitlines()[1:] == [f"{P1},{iid(3)}", f"{P1},{iid(4)}", f"{P1},{iid(5)}"]
+    assert "3 rows to retry; 2 rows that cannot succeed on a retry left out (ModelArts.6310" in err
+    code, out, err = run("failed", str(path), "--code", "ModelArts.6310", "--code", "bulkops.timeout")
+    assert out.splitlines()[1:] == [f"{P1},{iid(1)}", f"{P1},{iid(3)}"]
+    assert "2 rows to retry; 3 rows left out by --code" in err
+    code, out, err = run("failed", str(path), "--exclude-code", "bulkops.circuit_open")
+    assert out.splitlines()[1:] == [f"{P1},{iid(3)}", f"{P1},{iid(4)}"]
+    assert "1 row left out by --exclude-code" in err
+    help_text = run("failed", "--help")[1]
+    assert "ModelArts.6310" in help_text and "ERROR" in help_text
 
 
 def test_failed_output_is_input_that_stop_reads(tmp_path: Path) -> None:

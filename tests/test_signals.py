@@ -44,7 +44,7 @@ def check_interrupted(proc: subprocess.Popen[bytes], report: Path, err: bytes, t
     assert proc.returncode == 130, text
     assert "Traceback" not in text
     assert "interrupted: run again with --resume" in text
-    summary = re.search(r"bulkops stop: (\d+) rows", text)
+    summary = re.search(r"bulkops stop: (\d+) rows?\b", text)
     assert summary is not None, text
     data = report.read_bytes()
     assert data == b"" or data.endswith(b"\n")

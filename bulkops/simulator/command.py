@@ -28,6 +28,8 @@ from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
 from bulkops.simulator.app import run_simulator
 from bulkops.simulator.command_args import (
     accepted_credentials,
+    cannot_listen,
+    check_port,
     parse_limit,
     parse_project_limits,
     parse_schedule,
@@ -35,6 +37,7 @@ from bulkops.simulator.command_args import (
 from bulkops.simulator.config import FaultShares, SimulatorConfig
 from bulkops.simulator.inputcsv import write_csv
 from bulkops.simulator.inventory import DEFAULT_MIX, InventorySpec, Order, make_inventory
+from bulkops.wording import counted
 
 _DEFAULT_MIX = ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items())
 
@@ -349,17 +352,22 @@ def simulate(
             hang_seconds=hang_seconds,
             record_requests=False,
         )
+        if not csv_only:
+            check_port(host, port)  # before --write-csv: a busy port leaves the file as it was
         if csv_path is not None:
             inventory = make_inventory(spec, inventory_file)
             out = sys.stdout if str(csv_path) == "-" else csv_path
             rows = write_csv(inventory, out, unknown_share=unknown_share, order=csv_order, seed=seed)
-            click.echo(f"wrote {rows} rows to {csv_path}", err=True)
+            click.echo(f"wrote {counted(rows, 'row')} to {csv_path}", err=True)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if csv_only:
         return
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config))
+    except OSError as exc:  # the port was taken between the check and the listen
+        cannot_listen(host, port, exc)
 
 
 async def _serve(config: SimulatorConfig) -> None:
@@ -369,8 +377,9 @@ async def _serve(config: SimulatorConfig) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with run_simulator(config) as sim:
         inv = sim.inventory
+        instances = sum(inv.count(p) for p in inv.project_ids)
         click.echo(
-            f"{len(inv.project_ids)} projects, {sum(inv.count(p) for p in inv.project_ids)} instances; "
+            f"{counted(len(inv.project_ids), 'project')}, {counted(instances, 'instance')}; "
             f"auth {'on' if config.auth_enabled else 'off'}; "
             f"rate limit {config.project_limit or 'none'} per project; stop delay {config.stop_delay:g}s",
             err=True,

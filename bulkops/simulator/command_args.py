@@ -5,6 +5,10 @@ A bad value is click's usage error, with the flag named.
 
 from __future__ import annotations
 
+import socket
+import sys
+from typing import NoReturn
+
 import click
 
 from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
@@ -74,3 +78,25 @@ def accepted_credentials(
             f"no credentials to accept: set {ENV_AK} and {ENV_SK} (or {ENV_AUTH_TOKEN}), or pass --no-auth"
         )
     return keys, tokens
+
+
+def check_port(host: str, port: int) -> None:
+    """One error line (exit 2) when nothing can listen on host:port, e.g. another simulator holds it."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+            probe.bind(address)
+    except OSError as exc:
+        cannot_listen(host, port, exc)
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> NoReturn:
+    """One `bulkops: error:` line and exit 2, as every bulkops command fails (no CLI import here)."""
+    reason = (exc.strerror or str(exc)).lower()
+    why = f"cannot listen on {host}:{port}: {reason} (another simulator? try --port 0)"
+    click.echo(f"bulkops: error: {why}", err=True)
+    sys.exit(2)
