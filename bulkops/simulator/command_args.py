@@ -97,6 +97,6 @@ def check_port(host: str, port: int) -> None:
 def cannot_listen(host: str, port: int, exc: OSError) -> NoReturn:
     """One `bulkops: error:` line and exit 2, as every bulkops command fails (no CLI import here)."""
     reason = (exc.strerror or str(exc)).lower()
-    why = f"cannot listen on {host}:{port}: {reason} (another simulator? try --port 0)"
+    why = f"cannot listen on {host}:{port}: {reason} (another simulator? try --port 0 for a free port)"
     click.echo(f"bulkops: error: {why}", err=True)
     sys.exit(2)
