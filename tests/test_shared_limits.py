@@ -169,6 +169,18 @@ async def test_clock_skew_between_runners_has_no_effect(redis_server: RedisServe
     assert gaps == pytest.approx([1 / (5.0 * PACING)] * 5, abs=0.01)
 
 
+async def test_a_credential_wide_hold_then_rate_with_slots_pending(redis_server: RedisServer) -> None:
+    """A credential-wide Retry-After holds every project; a rate learned while slots are booked paces them."""
+    async with runners(redis_server.url) as (a, b):
+        held_at = time.monotonic()
+        await b.learn("p1", hold_for=1.0, shared=True, throttled=True)
+        first = await slot(a, "p2", RateLimit(50.0, 1.0))
+        assert first == pytest.approx(held_at + 1.0, abs=0.05)
+        await a.learn("p2", rate=5.0, shared=True)
+        sends = [await slot(a, f"p{i}", RateLimit(50.0, 1.0)) for i in range(3, 6)]
+    assert sends[-1] - sends[0] == pytest.approx(2 / 5.0, abs=0.01)
+
+
 async def test_every_key_lives_under_the_prefix_with_a_ttl(redis_server: RedisServer) -> None:
     """Nothing bulkops writes to Redis outlives a run for long: every key has a TTL and the prefix."""
     async with runners(redis_server.url) as (a, b):
@@ -266,12 +278,13 @@ async def test_the_password_never_appears_in_logs_or_errors(tmp_path: Path) -> N
     server.start()
     try:
         with capture_logs() as logs:
-            async with runners(server.url, n=1, clock=FakeClock()) as (a,):
+            clock = FakeClock()
+            async with runners(server.url, n=1, clock=clock) as (a,):
                 await a.acquire("p1", limit=RateLimit(10.0))
                 server.stop()
                 await a.acquire("p1", limit=RateLimit(10.0))
                 server.start()
-                a._clock.advance(PROBE_MAX)  # type: ignore[attr-defined]
+                clock.advance(PROBE_MAX)
                 await a.acquire("p1", limit=RateLimit(10.0))
             bare = server.url.replace(":pw-Zq81-never-logged@", "")
             env = {"BULKOPS_REDIS_PASSWORD": server.password or ""}

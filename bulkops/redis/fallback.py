@@ -22,8 +22,6 @@ from bulkops.redis.gcra import LocalGcra
 
 #: Share of a configured rate that is sent (see "Pacing" in `ratelimit`): the shared buckets pace too.
 PACING = 1.0 - PACING_MARGIN
-#: A rate at least this high is no limit (a global bucket that only holds, nobody configured a rate).
-UNLIMITED = 1e299
 #: The key of the credential-wide bucket.
 GLOBAL = "*"
 
@@ -65,7 +63,7 @@ class Fallback:
     def rate(self, key: str) -> float | None:
         """The shared rate of a bucket ("*": the credential's) as last seen; None if unknown or unlimited."""
         view = self.views.get(key)
-        if view is None or view.rate >= UNLIMITED:
+        if view is None or not math.isfinite(view.rate):
             return None
         return view.rate
 

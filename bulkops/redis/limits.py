@@ -43,7 +43,7 @@ from bulkops.errors import ConfigError
 from bulkops.options import RateLimit
 from bulkops.redis import scripts
 from bulkops.redis.client import ENV_PASSWORD, open_client, reason, redis_errors
-from bulkops.redis.fallback import GLOBAL, PACING, UNLIMITED, Fallback, SharedView
+from bulkops.redis.fallback import GLOBAL, PACING, Fallback, SharedView
 from bulkops.redis.naming import SCOPES_KEY, Keys, normal_endpoint, redact_url
 from bulkops.redis.snapshot import SharedProject, read_snapshot
 
@@ -205,6 +205,8 @@ class SharedLimits:
         `limit` is this runner's configured shape for the project (`Options.rate_for`), `global_limit`
         its `--global-rate`, if any. Never raises for Redis trouble (see the module docstring).
         """
+        if self._acquire_script is None:
+            raise RuntimeError("SharedLimits.connect() must be called first")
         if self._up or self._probe_due():
             try:
                 reply = await self._reserve(project_id, limit, global_limit)
@@ -217,8 +219,7 @@ class SharedLimits:
 
     async def _reserve(self, project_id: str, limit: RateLimit, global_limit: RateLimit | None) -> Any:
         script = self._acquire_script
-        if script is None:
-            raise RuntimeError("SharedLimits.connect() must be called first")
+        assert script is not None
         keys = self._keys_of.get(project_id)
         if keys is None:
             k = self.keys
@@ -399,6 +400,3 @@ async def open_shared_limits(
     finally:
         with anyio.CancelScope(shield=True):
             await limits.aclose()
-
-
-__all__ = ["HEARTBEAT_EVERY", "KEY_TTL", "RUNNER_TTL", "UNLIMITED", "SharedLimits", "open_shared_limits"]

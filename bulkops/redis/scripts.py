@@ -31,7 +31,7 @@ local function fmt(x) return string.format('%.17g', x) end
 #:       rate, capacity, global rate ('' when none configured), global capacity,
 #:       seed learned project rate (''), seed learned global rate ('')
 #: Returns: wait, project rate, lowest configured project rate, live runners configured for the project,
-#:          global rate ('' when no global bucket applies), lowest configured global rate ('' when no
+#:          global rate ('' when no global bucket paces), lowest configured global rate ('' when no
 #:          live runner configured one), live runners in the scope, learned project rate (''),
 #:          learned global rate ('')
 ACQUIRE = (
@@ -63,7 +63,8 @@ local function lowest(cfg, mine)
   return low, n
 end
 
--- The bucket's rate and the earliest time it allows a request.
+-- The bucket's rate and the earliest time it allows a request. `rate` nil: nobody configured one and
+-- nothing was learned (a credential-wide bucket that only holds): no pacing, only the hold.
 local function bucket(key, rate, cap, seed)
   local s = redis.call('HMGET', key, 'tat', 'iv', 'hold', 'learned')
   local learned = tonumber(s[4])
@@ -71,20 +72,25 @@ local function bucket(key, rate, cap, seed)
     learned = tonumber(seed)
     redis.call('HSET', key, 'learned', seed)
   end
-  if learned ~= nil and learned < rate then rate = learned end
+  if learned ~= nil and (rate == nil or learned < rate) then rate = learned end
+  local hold = tonumber(s[3]) or 0
+  if rate == nil then return {key = key, at = math.max(now, hold)} end
   local iv = 1 / rate
   local tat, old = tonumber(s[1]), tonumber(s[2])
   if tat == nil then
     tat = now
     if cap >= 2 then tat = now + iv end
+    -- Held before its first request: no burst after the hold either.
+    if hold > now then tat = math.max(tat, hold + (cap - 1) * iv) end
   elseif old ~= nil and old ~= iv and tat > now then
     tat = now + (tat - now) * iv / old
   end
-  local at = math.max(now, tat - (cap - 1) * iv, tonumber(s[3]) or 0)
+  local at = math.max(now, tat - (cap - 1) * iv, hold)
   return {key = key, rate = rate, iv = iv, tat = tat, cap = cap, at = at, learned = learned}
 end
 
 local function commit(b, at)
+  if b.rate == nil then return end
   redis.call('HSET', b.key, 'tat', fmt(math.max(b.tat, at) + b.iv), 'iv', fmt(b.iv), 'cap', fmt(b.cap))
   redis.call('PEXPIRE', b.key, ttl)
 end
@@ -97,8 +103,8 @@ local g, glow = nil, ''
 local mine_g = nil
 if ARGV[9] ~= '' then mine_g = tonumber(ARGV[9]) end
 local low_g = lowest(KEYS[7], mine_g)
-if low_g ~= nil or redis.call('EXISTS', KEYS[6]) == 1 then
-  local grate = 1e300
+if low_g ~= nil or ARGV[12] ~= '' or redis.call('EXISTS', KEYS[6]) == 1 then
+  local grate = nil
   if low_g ~= nil then
     grate = low_g * pacing
     glow = fmt(low_g)
@@ -111,7 +117,7 @@ if g ~= nil then commit(g, at) end
 local runners = redis.call('ZCOUNT', KEYS[1], alive_after, '+inf')
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 local function opt(x) if x == nil then return '' end return fmt(x) end
-return {fmt(at - now), fmt(p.rate), fmt(low), n, g and fmt(g.rate) or '', glow, runners,
+return {fmt(at - now), fmt(p.rate), fmt(low), n, g and g.rate and fmt(g.rate) or '', glow, runners,
         opt(p.learned), g and opt(g.learned) or ''}
 """
 )
