@@ -14,7 +14,9 @@ then take over from Redis's own state.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bulkops.options import RateLimit
 from bulkops.ratelimit import PACING_MARGIN
@@ -54,6 +56,17 @@ class Fallback:
         """Live runners in the scope, as last seen."""
         self._buckets: dict[str, LocalGcra] = {}
         self._holds: dict[str, float] = {}
+
+    def seen(self, project_id: str, reply: Sequence[Any]) -> tuple[float, float, float | None]:
+        """Remember what an ACQUIRE reply says (its fields: `scripts.ACQUIRE`): (the wait, the lowest
+        configured project rate, the lowest configured global rate or None)."""
+        wait, _rate, low, n, grate, glow, runners, learned, glearned = reply
+        self.views[project_id] = SharedView(float(low) * PACING, _number(learned), int(n))
+        self.runners = max(1, int(runners))
+        if grate:
+            ceiling = float(glow) * PACING if glow else math.inf
+            self.views[GLOBAL] = SharedView(ceiling, _number(glearned), self.runners)
+        return max(0.0, float(wait)), float(low), _number(glow) if grate else None
 
     def reset(self) -> None:
         """Forget the local buckets (Redis is back, or a new outage starts from the last shared state)."""
@@ -110,3 +123,7 @@ class Fallback:
                 bucket.hold(now, now + hold_for)
             else:
                 self._holds[key] = max(self._holds.get(key, -math.inf), now + hold_for)
+
+
+def _number(text: str) -> float | None:
+    return float(text) if text else None

@@ -43,7 +43,7 @@ from bulkops.errors import ConfigError
 from bulkops.options import RateLimit
 from bulkops.redis import scripts
 from bulkops.redis.client import ENV_PASSWORD, open_client, reason, redis_errors
-from bulkops.redis.fallback import GLOBAL, PACING, Fallback, SharedView
+from bulkops.redis.fallback import GLOBAL, PACING, Fallback
 from bulkops.redis.naming import SCOPES_KEY, Keys, normal_endpoint, redact_url
 from bulkops.redis.snapshot import SharedProject, read_snapshot
 
@@ -250,17 +250,11 @@ class SharedLimits:
     def _shared_answer(
         self, project_id: str, limit: RateLimit, global_limit: RateLimit | None, reply: Any
     ) -> float:
-        wait, _rate, low, n, grate, glow, runners, learned, glearned = reply
-        views = self._fallback.views
-        views[project_id] = SharedView(float(low) * PACING, _opt(learned), int(n))
-        self._fallback.runners = max(1, int(runners))
-        self._check(project_id, float(limit.rate), float(low))
-        if grate:
-            ceiling = float(glow) * PACING if glow else math.inf
-            views[GLOBAL] = SharedView(ceiling, _opt(glearned), self._fallback.runners)
-            if glow:
-                self._check(GLOBAL, None if global_limit is None else float(global_limit.rate), float(glow))
-        return max(0.0, float(wait))
+        wait, low, glow = self._fallback.seen(project_id, reply)
+        self._check(project_id, float(limit.rate), low)
+        if glow is not None:
+            self._check(GLOBAL, None if global_limit is None else float(global_limit.rate), glow)
+        return wait
 
     def _check(self, key: str, mine: float | None, lowest: float) -> None:
         """Warn once per bucket when another runner configured a lower rate (lowest wins)."""
@@ -371,10 +365,6 @@ class SharedLimits:
         if self._client is None:
             raise RuntimeError("SharedLimits.connect() must be called first")
         return await read_snapshot(self._client, scope=self.keys.scope, runner_ttl=RUNNER_TTL)
-
-
-def _opt(text: str) -> float | None:
-    return float(text) if text else None
 
 
 @asynccontextmanager
