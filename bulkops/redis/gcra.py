@@ -1,0 +1,83 @@
+"""GCRA, the Generic Cell Rate Algorithm: a token bucket kept as one timestamp, in reservation form.
+
+The Lua script in `scripts` runs exactly this on Redis time; `LocalGcra` runs it in the process on the
+engine's clock, as the fallback while Redis is away. Pure and synchronous: every method takes `now`.
+
+A bucket of `rate` per second and `capacity` tokens is held as its theoretical arrival time `tat`: the
+time at which the bucket would be full again if nothing more were sent. With the emission interval
+`T = 1 / rate` and the tolerance `tau = (capacity - 1) * T`, a request may go at
+
+    s = max(now, tat - tau, hold)        and then  tat = max(tat, s) + T
+
+so `capacity` requests go at once after an idle spell, then one every `T`. A reservation always succeeds:
+it returns `s - now`, the wait before sending, and the slot is the caller's (it sleeps locally, it does
+not poll). Several buckets (a project's and the credential's) are reserved together by taking the
+largest `s` of all and advancing each of them from it.
+
+Why GCRA and not a token bucket with a count and a stamp: one number per bucket, so the state of a
+bucket is one field written once per reservation; no floating refill to drift; and the wait falls out of
+the same subtraction. A change of rate rescales the backlog (`tat - now`) by the ratio of the intervals,
+so what was owed in requests stays owed in requests. A new bucket starts one token short of full, as the
+local `adaptive.paced_bucket` does (see "Pacing" in `ratelimit`).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def fresh_tat(now: float, interval: float, capacity: float) -> float:
+    """The `tat` of a new bucket: one token held back when it holds two or more."""
+    return now + interval if capacity >= 2.0 else now
+
+
+def rescale(tat: float, now: float, old_interval: float, new_interval: float) -> float:
+    """`tat` after the rate changed: the backlog, counted in requests, is kept."""
+    if tat <= now or old_interval == new_interval:
+        return tat
+    return now + (tat - now) * new_interval / old_interval
+
+
+class LocalGcra:
+    """One GCRA bucket in the process (see the module docstring)."""
+
+    __slots__ = ("_capacity", "_hold", "_interval", "_tat")
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self._interval = 1.0 / rate
+        self._capacity = max(1.0, capacity)
+        self._tat = fresh_tat(now, self._interval, self._capacity)
+        self._hold = -math.inf
+
+    @property
+    def rate(self) -> float:
+        """Requests per second, now."""
+        return 1.0 / self._interval
+
+    def allowed_at(self, now: float) -> float:
+        """The earliest time a request may go (not before `now`)."""
+        tau = (self._capacity - 1.0) * self._interval
+        return max(now, self._tat - tau, self._hold)
+
+    def commit(self, at: float) -> None:
+        """Record a request sent at `at` (a time `allowed_at` allowed, or later)."""
+        self._tat = max(self._tat, at) + self._interval
+
+    def reserve(self, now: float) -> float:
+        """Take the next slot: the seconds to wait before sending (0.0 when a slot is free now)."""
+        at = self.allowed_at(now)
+        self.commit(at)
+        return at - now
+
+    def set_rate(self, now: float, rate: float) -> None:
+        """Pace at `rate` from now on; what is owed is kept in requests (see `rescale`)."""
+        interval = 1.0 / rate
+        self._tat = rescale(self._tat, now, self._interval, interval)
+        self._interval = interval
+
+    def hold(self, now: float, until: float) -> None:
+        """Send nothing before `until` (a Retry-After), and no burst after it: the bucket restarts empty."""
+        if until <= now:
+            return
+        self._hold = max(self._hold, until)
+        self._tat = max(self._tat, until + (self._capacity - 1.0) * self._interval)
