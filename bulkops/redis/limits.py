@@ -10,7 +10,7 @@
 
 or `async with open_shared_limits(url, endpoint=..., credentials=...) as limits:` for all of it.
 
-One round trip per acquire (`scripts.ACQUIRE`): a GCRA reservation (see `gcra`) in the project's bucket
+One round trip per acquire (`ACQUIRE`): a GCRA reservation (see `gcra`) in the project's bucket
 and, when one applies, the credential's global bucket, on Redis time, returning the wait. The rate is the
 lowest of: this runner's configured rate, the lowest any live runner configured for that bucket (when
 lower than ours, `bulkops.redis.rate_disagrees` is logged once per bucket and kept in `disagreements`),
@@ -41,10 +41,10 @@ from bulkops.auth import Credentials
 from bulkops.clock import Clock, SystemClock
 from bulkops.errors import ConfigError
 from bulkops.options import RateLimit
-from bulkops.redis import scripts
 from bulkops.redis.client import ENV_PASSWORD, open_client, reason, redis_errors
 from bulkops.redis.fallback import GLOBAL, PACING, Fallback
 from bulkops.redis.naming import SCOPES_KEY, Keys, normal_endpoint, redact_url
+from bulkops.redis.scripts import ACQUIRE, HEARTBEAT, LEARN
 from bulkops.redis.snapshot import SharedProject, read_snapshot
 
 if TYPE_CHECKING:
@@ -134,9 +134,9 @@ class SharedLimits:
         """Reach Redis and register this runner. Unreachable (or refusing): `ConfigError`, one line."""
         client = open_client(self._url, password=self._password)
         self._client = client
-        self._acquire_script = client.register_script(scripts.ACQUIRE)
-        self._learn_script = client.register_script(scripts.LEARN)
-        self._heartbeat_script = client.register_script(scripts.HEARTBEAT)
+        self._acquire_script = client.register_script(ACQUIRE)
+        self._learn_script = client.register_script(LEARN)
+        self._heartbeat_script = client.register_script(HEARTBEAT)
         self._errors = redis_errors()
         try:
             await client.ping()
