@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bulkops.auth import Credentials
 from bulkops.errors import BulkOpsError, ConfigError, InputError, ReportError
 from bulkops.models import Outcome, Result, Target
-from bulkops.options import Options, RateLimit, RetryPolicy
 
 if TYPE_CHECKING:
+    from bulkops.auth import Credentials
+    from bulkops.options import Options, RateLimit, RetryPolicy
     from bulkops.engine import Run, stop_instances
     from bulkops.report import ReportWriter
     from bulkops.resume import ResumeState, load_resume
@@ -54,8 +54,13 @@ __all__ = [
     "stop_instances",
 ]
 
-# Imported on first use, so that `import bulkops` stays cheap (no aiohttp, no simulator).
+# Imported on first use, so that `import bulkops` stays cheap (no aiohttp, no simulator, no hashing or
+# option checks: `bulkops stop` installs its signal handlers right after this package loads).
 _LAZY = {
+    "Credentials": "bulkops.auth",
+    "Options": "bulkops.options",
+    "RateLimit": "bulkops.options",
+    "RetryPolicy": "bulkops.options",
     "Run": "bulkops.engine",
     "stop_instances": "bulkops.engine",
     "ReportWriter": "bulkops.report",

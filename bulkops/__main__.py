@@ -1,6 +1,6 @@
 """`python -m bulkops`: the same command line as the `bulkops` script."""
 
-from bulkops.cli import main
+from bulkops.entry import main
 
 if __name__ == "__main__":
     main()

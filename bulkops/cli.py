@@ -302,10 +302,12 @@ def stop_command(**kw: Any) -> None:
     Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
     sent; 3 the confirmation was declined, nothing sent; 130 interrupted (run again with --resume).
     """
-    from bulkops.interrupts import Interrupts
+    from bulkops.interrupts import Interrupts, take_early
 
-    interrupts = Interrupts()
-    interrupts.install()  # first: a signal while the command starts still ends it cleanly (exit 130)
+    interrupts = take_early()  # installed by `bulkops.entry` before click and this module loaded
+    if interrupts is None:
+        interrupts = Interrupts()
+        interrupts.install()  # first: a signal while the command starts still ends it cleanly (exit 130)
     try:
         from bulkops.command_stop import run_stop_command
 

@@ -160,3 +160,19 @@ class Interrupts:
             self._on_abort(name)
         else:
             log.info("bulkops.run.signal_merged", signal=name, decision=decision.value)
+
+
+_early: list[Interrupts] = []  # at most one: the handlers `install_early` put in place
+
+
+def install_early() -> None:
+    """Catch SIGINT/SIGTERM now, before the command line is even parsed (`bulkops.entry`, for `stop`)."""
+    if not _early:
+        early = Interrupts()
+        early.install()
+        _early.append(early)
+
+
+def take_early() -> Interrupts | None:
+    """The handlers `install_early` put in place, for the command to use (once), or None."""
+    return _early.pop() if _early else None
