@@ -62,7 +62,7 @@ class _Recorder:
             stats.write_error = str(exc)
             stats.unrecorded += len(batch)
             log.warning("bulkops.report.write_failed", error=str(exc), unrecorded=len(batch))
-            run.stop()
+            run.wind_down()
             return
         for result in batch:
             stats.tally(result)
@@ -116,7 +116,7 @@ async def run_stop(
         with anyio.CancelScope() as scope:  # cancelled by an abort: the engine's tasks end at once
             async with stop_instances(items, options, resume=resume, stats=stats) as run:
                 if interrupts is not None:
-                    interrupts.attach(on_interrupt=lambda _: run.stop(), on_abort=lambda _: scope.cancel())
+                    interrupts.attach(on_interrupt=lambda _: run.wind_down(), on_abort=lambda _: scope.cancel())
                 results = aiter(run)
                 while (batch := await _next_batch(results, run)) is not None:
                     recorder.record(batch, run)
