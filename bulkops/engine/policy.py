@@ -2,15 +2,16 @@
 
     decide(job, verdict, reply, now, options, backoff, budgets, throttled_since) -> Decision
 
-    FINAL      the row's final record: `outcome`, and `overrides` where the record says more than the
+    DONE       the row's final record: `outcome`, and `overrides` where the record says more than the
                last reply (a retry budget spent, a --wait-timeout, a poll that failed)
     RETRY      send again at `at` (after the backoff), within --max-attempts and the project's budget
-    POLL       poll the instance at `at` (--wait); a stop once accepted stays accepted
+    PENDING    poll the instance at `at` (--wait); a stop once accepted stays accepted
     THROTTLED  a 429 is pacing, never failure: back to the front of the project's queue, spending
                neither --max-attempts nor the budget; only `--throttle-timeout` of 429s without a break
                gives the project up (a FINAL with `circuit` set)
 
-The decision carries what to change (the job's new counters, a budget to spend or refund, a denial to
+The kind of a decision is an `outcomes.Action`, the verdict's own vocabulary. The decision carries what
+to change (the job's new counters, a budget to spend or refund, a denial to
 count, a project to give up); the worker applies it. Decisions without data are module constants, so
 the common answer (a success) allocates nothing. The only impurity is the backoff's injected random
 source (jitter), which tests seed.
@@ -20,7 +21,6 @@ Imports only values: `models`, `options`, `outcomes`, `retry`, `engine.jobs`.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,20 +34,12 @@ from bulkops.retry import Backoff, RetryBudget
 MAX_POLL = 30.0  # the longest wait between two polls of one instance
 
 
-class Kind(enum.Enum):
-    """What the worker does with the row."""
-
-    FINAL = "final"
-    RETRY = "retry"
-    POLL = "poll"
-    THROTTLED = "throttled"
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One decision about one row; see the module docstring."""
 
-    kind: Kind
+    kind: Action
+    """DONE (final), RETRY, PENDING (poll) or THROTTLED; never DENIED (a denial is DONE with `deny`)."""
     outcome: Outcome | None = None
     at: float = 0.0
     """RETRY, POLL: when the row may go again."""
@@ -86,10 +78,10 @@ class Budgets:
         return budget
 
 
-_FINAL = {outcome: Decision(Kind.FINAL, outcome) for outcome in Outcome}
-_FINAL_REFUND = {outcome: Decision(Kind.FINAL, outcome, refund=True) for outcome in Outcome}
-_DENIED = {outcome: Decision(Kind.FINAL, outcome, deny=True) for outcome in Outcome}
-_BACK_TO_FRONT = Decision(Kind.THROTTLED)
+_FINAL = {outcome: Decision(Action.DONE, outcome) for outcome in Outcome}
+_FINAL_REFUND = {outcome: Decision(Action.DONE, outcome, refund=True) for outcome in Outcome}
+_DENIED = {outcome: Decision(Action.DONE, outcome, deny=True) for outcome in Outcome}
+_BACK_TO_FRONT = Decision(Action.THROTTLED)
 
 
 def final(outcome: Outcome) -> Decision:
@@ -121,7 +113,7 @@ def decide(
         elif outcome is Outcome.ACCEPTED and options.wait:  # --wait: poll until it is stopped
             refund = bool(job.failures)
             at = now + options.poll_interval
-            return Decision(Kind.POLL, at=at, polls=job.polls, start_polling=True, refund=refund)
+            return Decision(Action.PENDING, at=at, polls=job.polls, start_polling=True, refund=refund)
         if job.failures and outcome.succeeded:
             return _FINAL_REFUND[outcome]  # a retry that worked costs the budget nothing
         return _FINAL[outcome]
@@ -134,9 +126,9 @@ def decide(
             f"(--throttle-timeout {options.throttle_timeout:g}s)"
         )
         if job.polling:
-            return Decision(Kind.FINAL, Outcome.ACCEPTED, circuit=(THROTTLED, why))
+            return Decision(Action.DONE, Outcome.ACCEPTED, circuit=(THROTTLED, why))
         overrides = {"error_code": THROTTLED, "error_msg": why}
-        return Decision(Kind.FINAL, Outcome.FAILED, overrides=overrides, circuit=(THROTTLED, why))
+        return Decision(Action.DONE, Outcome.FAILED, overrides=overrides, circuit=(THROTTLED, why))
     if action is Action.RETRY:
         failures = job.failures + 1
         if job.polling:  # a failed poll: the stop was taken; keep polling until --wait-timeout
@@ -147,9 +139,9 @@ def decide(
             said = f"{reply.error_code or reply.http_status}: {reply.error_msg or ''}"
             why = f"retry budget spent (too many failures in project {job.project_id}); last: {said}"
             overrides = {"error_code": RETRY_BUDGET, "error_msg": why[:300]}
-            return Decision(Kind.FINAL, Outcome.FAILED, overrides=overrides, spend=True)
+            return Decision(Action.DONE, Outcome.FAILED, overrides=overrides, spend=True)
         delay = backoff.delay(failures, reply.retry_after)
-        return Decision(Kind.RETRY, at=now + delay, failures=failures, spend=True)
+        return Decision(Action.RETRY, at=now + delay, failures=failures, spend=True)
     if action is Action.DENIED:
         if job.polling:  # the stop was taken; a refused poll neither undoes it nor feeds the circuit
             return poll_failed(reply)
@@ -163,17 +155,17 @@ def poll_later(job: Job, last: Reply | None, now: float, options: Options, failu
         if last is not None and not 200 <= (last.http_status or 0) < 300:
             return poll_failed(last)  # the last poll failed: not known to be stuck, unknown
         why = f"still {last.status if last else 'unknown'} after --wait-timeout {options.wait_timeout:g}s"
-        return Decision(Kind.FINAL, Outcome.FAILED, overrides={"error_code": WAIT_TIMEOUT, "error_msg": why})
+        return Decision(Action.DONE, Outcome.FAILED, overrides={"error_code": WAIT_TIMEOUT, "error_msg": why})
     polls = job.polls + 1
     delay = min(MAX_POLL, options.poll_interval * 1.5**polls)
-    return Decision(Kind.POLL, at=now + delay, failures=failures, polls=polls)
+    return Decision(Action.PENDING, at=now + delay, failures=failures, polls=polls)
 
 
 def poll_failed(reply: Reply) -> Decision:
     """Polling cannot finish (refused, an error, errors until --wait-timeout): the stop stays accepted."""
     what = f"HTTP {reply.http_status}" if reply.http_status is not None else "no answer"
     overrides = {"error_code": reply.error_code, "error_msg": poll_note(f"{what}: {reply.error_msg or ''}")}
-    return Decision(Kind.FINAL, Outcome.ACCEPTED, overrides=overrides)
+    return Decision(Action.DONE, Outcome.ACCEPTED, overrides=overrides)
 
 
 def poll_note(what: str) -> str:

@@ -56,11 +56,9 @@ class _Engine:
         resume: ResumeState | None,
     ) -> None:
         self.options = options
-        self.clock = clock
         self.records = records
-        self.stats = records.stats
         self.flow = flow = Flow()
-        self.limiter = limiter = LocalLimiter(options, clock, self.stats.learned_rates)
+        self.limiter = limiter = LocalLimiter(options, clock, records.stats.learned_rates)
         self.admission = admission = Admission(options, clock, limiter, records, flow, resume)
         worker = Worker(options, client, clock, rng, admission, limiter, records, flow)
         self.dispatch = Dispatch(admission, worker, flow, clock)
@@ -166,9 +164,10 @@ async def _main(engine: _Engine, targets: Targets) -> None:
         await _run_stages(engine, targets)
     finally:
         engine.admission.close()
-    engine.stats.finished = engine.clock.monotonic()
+    stats = engine.records.stats
+    stats.finished = engine.records.clock.monotonic()
     engine.limiter.learned_rates()
-    log.info("bulkops.run.finish", **engine.stats.as_dict())
+    log.info("bulkops.run.finish", **stats.as_dict())
 
 
 async def _run_stages(engine: _Engine, targets: Targets) -> None:

@@ -23,7 +23,7 @@ import structlog
 from bulkops.clock import Clock
 from bulkops.engine import policy
 from bulkops.engine.jobs import Client, Flow, Job
-from bulkops.engine.policy import Budgets, Kind, decide
+from bulkops.engine.policy import Budgets, decide
 from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter, WorkSource
 from bulkops.models import CIRCUIT_OPEN, INTERNAL_ERROR, Outcome
@@ -105,7 +105,7 @@ class Worker:
                 self.denials.pop(project_id, None)
         d = decide(job, verdict, reply, now, self.options, self.backoff, self.budgets, since)
         kind = d.kind
-        if kind is Kind.FINAL:
+        if kind is Action.DONE:
             if d.refund:
                 self.budgets.get(project_id).refund()
             elif d.spend:
@@ -118,9 +118,9 @@ class Worker:
             elif d.circuit is not None:
                 self.stats.throttled_out.append(project_id)
                 await self.give_up(project_id, *d.circuit, "bulkops.throttle.gave_up")
-        elif kind is Kind.THROTTLED:
+        elif kind is Action.THROTTLED:
             self.source.push_front(job, now)
-        elif kind is Kind.RETRY:
+        elif kind is Action.RETRY:
             job.failures = d.failures
             self.budgets.get(project_id).try_spend()
             self.stats.retries += 1
@@ -134,7 +134,7 @@ class Worker:
                 error_code=reply.error_code,
             )
             self.source.push_later(job, d.at)
-        else:  # POLL
+        else:  # PENDING: poll later
             if d.refund:
                 self.budgets.get(project_id).refund()
             if d.start_polling:
