@@ -23,7 +23,7 @@ Imports only `models` and `engine.jobs`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from bulkops.engine.jobs import Job
 from bulkops.models import Reply, Result
@@ -84,12 +84,3 @@ class ResultSink(Protocol):
     def close(self) -> None:
         """Flush what was recorded and let go of the destination."""
         ...
-
-
-if TYPE_CHECKING:  # the local implementations satisfy the seams (mypy checks these; nothing runs)
-    from bulkops.engine.admission import Admission
-    from bulkops.engine.limits import LocalLimiter
-    from bulkops.report import ReportWriter
-
-    def _local(limiter: LocalLimiter, source: Admission, sink: ReportWriter) -> None:
-        _: tuple[Limiter, WorkSource, ResultSink] = (limiter, source, sink)

@@ -21,9 +21,8 @@ import random
 import structlog
 
 from bulkops.clock import Clock
-from bulkops.engine import policy
 from bulkops.engine.jobs import Client, Flow, Job
-from bulkops.engine.policy import Budgets, decide
+from bulkops.engine.policy import Budgets, circuit_opens, decide, poll_note
 from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter, WorkSource
 from bulkops.models import CIRCUIT_OPEN, INTERNAL_ERROR, Outcome
@@ -153,7 +152,7 @@ class Worker:
         text = f"{type(exc).__name__}: {exc}"
         msg = (Redactor(creds.secrets()).redact(text) if creds else text) or ""
         if job.polling:  # the stop was taken: only its poll failed
-            overrides = {"error_code": INTERNAL_ERROR, "error_msg": policy.poll_note(msg)}
+            overrides = {"error_code": INTERNAL_ERROR, "error_msg": poll_note(msg)}
             await self.records.finish(job, Outcome.ACCEPTED, overrides)
         else:
             overrides = {"error_code": INTERNAL_ERROR, "error_msg": msg[:300]}
@@ -162,7 +161,7 @@ class Worker:
     async def _count_denial(self, project_id: str) -> None:
         n = self.denials.get(project_id, 0) + 1
         self.denials[project_id] = n
-        if not policy.circuit_opens(n, self.options) or project_id in self.given_up:
+        if not circuit_opens(n, self.options) or project_id in self.given_up:
             return
         why = f"project {project_id} refused authentication {n} times in a row"
         self.stats.circuits_opened.append(project_id)
