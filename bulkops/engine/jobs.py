@@ -1,7 +1,7 @@
 """The values every room of the engine shares: the job (one input row on its way to a final record),
 the client the engine sends through, and the run's flow signals.
 
-Imports only `models`: every other engine module may import this one.
+Imports only `models` (and anyio): every other engine module may import this one.
 """
 
 from __future__ import annotations
