@@ -23,8 +23,8 @@ from bulkops.models import Outcome, Result, Target
 
 if TYPE_CHECKING:
     from bulkops.auth import Credentials
-    from bulkops.options import Options, RateLimit, RetryPolicy
     from bulkops.engine import Run, stop_instances
+    from bulkops.options import Options, RateLimit, RetryPolicy
     from bulkops.report import ReportWriter
     from bulkops.resume import ResumeState, load_resume
     from bulkops.summary import RunStats

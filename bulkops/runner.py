@@ -5,10 +5,10 @@ The engine knows nothing of files, terminals or signals; this module wires them 
 * the report writer consumes the engine's results in batches (one write and one flush per batch; the
   fsync, when due, in a worker thread); the summary counts what was written (`RunStats.tally`), so it is
   exactly the report, however the run ends;
-* SIGINT or SIGTERM once (or a burst within a second, see `interrupts`): `Run.stop()` (finish in-flight
+* SIGINT or SIGTERM once (or a burst within a second, see `interrupts`): `Run.wind_down()` (finish in-flight
   within the grace period, exit 130); a later signal: cancel at once. Either way the results already
   finished are written, the report flushed and the summary printed;
-* a write error (a full disk, a closed pipe): `Run.stop()` as for a signal, the rows that finish after it
+* a write error (a full disk, a closed pipe): `Run.wind_down()` as for a signal, the rows that finish after it
   are counted as not recorded, exit 1 (docs/reliability.md);
 * the summary goes to stderr, the exit code follows the contract.
 """
@@ -69,7 +69,7 @@ class _Recorder:
             stats.write_error = str(exc)
             stats.unrecorded += len(batch)
             log.warning("bulkops.report.write_failed", error=str(exc), unrecorded=len(batch))
-            run.stop()
+            run.wind_down()
             return
         for result in batch:
             stats.tally(result)
@@ -139,7 +139,9 @@ async def run_stop(
         with anyio.CancelScope() as scope:  # cancelled by an abort: the engine's tasks end at once
             async with stop_instances(items, options, resume=resume, stats=stats) as run:
                 if interrupts is not None:
-                    interrupts.attach(on_interrupt=lambda _: run.stop(), on_abort=lambda _: scope.cancel())
+                    interrupts.attach(
+                        on_interrupt=lambda _: run.wind_down(), on_abort=lambda _: scope.cancel()
+                    )
                 results = aiter(run)
                 async with _alongside(observer.background):
                     while (batch := await _next_batch(results, run)) is not None:

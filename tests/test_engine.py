@@ -360,7 +360,7 @@ async def test_graceful_stop_leaves_unsent_rows_without_records() -> None:
         async for r in run:
             results.append(r)
             if len(results) == 10:
-                run.stop()
+                run.wind_down()
     assert 10 <= len(results) < 100
     assert len(client.calls) == len(results)
     assert run.stats.interrupted

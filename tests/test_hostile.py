@@ -287,7 +287,7 @@ async def test_a_row_is_sent_while_the_input_is_silent_and_stop_does_not_wait_fo
             async with stop_instances(pipe(), options, client=client) as run:
                 first = await run.__aiter__().__anext__()
                 took_first = time.monotonic() - started
-                run.stop()
+                run.wind_down()
                 rest = [r async for r in run]
             took_all = time.monotonic() - started
     finally:

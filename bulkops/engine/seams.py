@@ -1,0 +1,86 @@
+"""The engine's three seams: where its limits, its work and its results come from and go to.
+
+    work source ──job──► worker ──► client ──► API         (the limiter gives each send its slot)
+        ▲  push_later / push_front  │
+        └───────────────────────────┤
+                                    └──final record──► result sink (exactly once per row)
+
+Each is a `typing.Protocol` with today's behaviour as its local implementation:
+
+* `Limiter`: `limits.LocalLimiter`, per-project token buckets learning from 429s, and the global bucket.
+  A shared one (issue 14, Redis) keeps the same shape: `acquire` is one round trip that returns how
+  long to wait; `learn` gets the reply and the time its request was sent.
+* `WorkSource`: `admission.Admission`, the CSV/stdin reader feeding the fair `Scheduler` and the
+  on-disk `Overflow`. The local source asks the local limiter's buckets itself (the fair choice among
+  projects needs every project's wait without reserving a slot), so `take` returns a row whose slot is
+  already taken. A remote source (issue 15, a Redis stream per project) calls `Limiter.acquire` for a
+  project before it claims that project's next row.
+* `ResultSink`: `report.ReportWriter`, fed by `runner` from the run's results stream (`Run.batches`).
+
+Imports only `models` and `engine.jobs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from bulkops.engine.jobs import Job
+from bulkops.models import Reply, Result
+
+
+class Limiter(Protocol):
+    """Send slots for (credential, project); the credential is the limiter's own (one per run)."""
+
+    async def acquire(self, project_id: str) -> float:
+        """Take a send slot for `project_id`: 0.0 when it is taken (send now); else the seconds to wait
+        before asking again (nothing taken)."""
+        ...
+
+    def learn(self, project_id: str, reply: Reply, *, throttled: bool, sent: float, now: float) -> None:
+        """Learn from the answer to a request sent at `sent` (a success, a 429 and its hint, a
+        `Retry-After`): the next slots of the project (or of the credential) come at that pace."""
+        ...
+
+    def learned_rates(self) -> dict[str, float]:
+        """The rates learned from the gateway and in use now, by project (`*`: the credential's)."""
+        ...
+
+
+class WorkSource(Protocol):
+    """Rows to send, fairly over projects; rows given back to be sent again later."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no row will come any more (the input is read and nothing waits)."""
+        ...
+
+    def take(self, now: float) -> Job | float | None:
+        """The next row to send now (its send slot taken), or the seconds to wait, or None: nothing
+        queued now (more may come: wait to be notified)."""
+        ...
+
+    def push_later(self, job: Job, at: float) -> None:
+        """Send `job` again at `at` or later (a retry after its backoff, a poll), before fresh rows."""
+        ...
+
+    def push_front(self, job: Job, now: float) -> None:
+        """Send `job` again as soon as its project may (a throttled row keeps its place)."""
+        ...
+
+    def give_up(self, project_id: str, code: str, why: str) -> list[Job]:
+        """No row of `project_id` is sent any more: returns the rows it still held; later ones are
+        recorded as skipped with `code` and `why` as they come."""
+        ...
+
+
+class ResultSink(Protocol):
+    """Where final records go, each exactly once (`report.ReportWriter`: JSON lines)."""
+
+    def write_many(self, results: Iterable[Result]) -> None:
+        """Record a batch of final records (raises `ReportError` when it cannot)."""
+        ...
+
+    def close(self) -> None:
+        """Flush what was recorded and let go of the destination."""
+        ...
