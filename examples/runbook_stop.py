@@ -6,7 +6,7 @@
 Credentials come from the environment as `bulkops stop` reads them (HUAWEICLOUD_SDK_AK/SK, or
 BULKOPS_AUTH_TOKEN); the endpoint from --endpoint or BULKOPS_ENDPOINT (e.g. a `bulkops simulate` URL).
 Exit status: 0 when every row succeeded, 1 when some did not (they are in --retry), as `bulkops stop`;
-130 on Ctrl-C or SIGTERM: the first lets the requests in flight finish (`run.stop()`), a second ends at
+130 on Ctrl-C or SIGTERM: the first lets the requests in flight finish (`run.wind_down()`), a second ends at
 once; either way every finished row is in the report and the rows to retry so far are written.
 """
 
@@ -30,7 +30,7 @@ async def stop_on_signal(run: bulkops.Run, scope: anyio.CancelScope, interrupted
         async for signum in signals:
             interrupted.append(signum)
             if len(interrupted) == 1:
-                run.stop()
+                run.wind_down()
             else:
                 scope.cancel()
 
