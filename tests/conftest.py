@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from _redis import RedisServer
 
 
@@ -24,3 +25,12 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a CLI test run in-process configures a level filter
+    (warning) that would hide the info events a later test captures."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
