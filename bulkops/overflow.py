@@ -12,15 +12,25 @@ chunk's (offset, length). Order within a project is first in, first out: chunks 
 tail. Memory is O(projects + tail rows): the tails are capped in total (`max_tail_rows`), beyond which
 every tail is flushed as a (short) chunk. Disk grows with the rows spilled (about 45 bytes a row) and is
 freed when the run ends; `limit` bounds it (the reader waits once `limit` rows are spilled).
+
+A disk that refuses the spill (full, `ulimit -f`, quota) does not end the run: the rows that could not be
+written stay in their tails, in memory, in order; nothing more is written; a `bulkops.overflow.unwritable`
+warning says so once; and `full` holds the reader back once the tails reach `max_tail_rows`, so memory
+stays bounded and the run goes on at the pace the in-memory rows allow (`test_overflow.py`).
 """
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections import deque
 from typing import IO
 
+import structlog
+
 from bulkops.models import Target
+
+log = structlog.get_logger("bulkops.overflow")
 
 
 class _Spill:
@@ -44,14 +54,15 @@ class Overflow:
         self._projects: dict[str, _Spill] = {}
         self._tail_rows = 0
         self._count = 0
+        self._unwritable = False
 
     def __len__(self) -> int:
         return self._count
 
     @property
     def full(self) -> bool:
-        """True when `limit` rows are spilled: the reader should wait."""
-        return self._count >= self.limit
+        """True when `limit` rows are spilled, or the disk refused them and the tails are full: wait."""
+        return self._count >= self.limit or (self._unwritable and self._tail_rows >= self._max_tail)
 
     def pending_for(self, project_id: str) -> int:
         """Rows of a project waiting here."""
@@ -79,11 +90,23 @@ class Overflow:
                     self._flush(other)
 
     def _flush(self, spill: _Spill) -> None:
+        if self._unwritable:
+            return  # the rows stay in the tail, in memory; `full` holds the reader back
         data = "".join(f"{t.line},{t.id}\n" for t in spill.tail).encode()
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="bulkops-overflow-")  # noqa: SIM115 - closed in close()
-        self._file.seek(self._end)
-        self._file.write(data)
+        try:
+            if self._file is None:
+                # Unbuffered: a refused write fails here, not in a later read of a chunk (one write a chunk).
+                self._file = tempfile.TemporaryFile(prefix="bulkops-overflow-", buffering=0)  # noqa: SIM115
+            self._file.seek(self._end)
+            written = self._file.write(data)
+            if written != len(data):  # a short write: the disk is full (the next write would say so)
+                raise OSError(errno.ENOSPC, "no space left on device")
+        except OSError as exc:
+            self._unwritable = True
+            log.warning(
+                "bulkops.overflow.unwritable", error=exc.strerror or str(exc), in_memory=self._tail_rows
+            )
+            return
         spill.chunks.append((self._end, len(data), len(spill.tail)))
         self._end += len(data)
         self._tail_rows -= len(spill.tail)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import tempfile
+
+import pytest
+
 from bulkops.models import Target
 from bulkops.overflow import Overflow
 
@@ -48,3 +53,31 @@ def test_limit_says_when_the_reader_must_wait() -> None:
     ov.take("p")
     assert not ov.full
     ov.close()
+
+
+def test_a_disk_that_refuses_the_spill_keeps_rows_in_memory_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk (or `ulimit -f`) under the spill file loses no row and raises nothing: the rows stay in
+    memory in order, and `full` holds the reader back once the in-memory tails are full."""
+
+    class Refusing:
+        def seek(self, offset: int) -> int:
+            return offset
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.EFBIG, "File too large")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda **_kw: Refusing())
+    overflow = Overflow(chunk_rows=4, max_tail_rows=10)
+    for n in range(1, 10):
+        overflow.push(Target(n, "p", iid(n)))
+    assert not overflow.full
+    overflow.push(Target(10, "p", iid(10)))
+    assert overflow.full  # the reader waits instead of growing memory without bound
+    out = []
+    while overflow.pending_for("p"):
+        out.extend(overflow.take("p"))
+    assert [t.line for t in out] == list(range(1, 11))
+    assert not overflow.full
