@@ -102,6 +102,25 @@ def test_wait_turns_an_accepted_stop_into_polling() -> None:
     assert d.kind is Action.PENDING and d.start_polling and d.at == 13.0 and d.failures == 0
 
 
+def test_wait_polls_an_instance_found_stopping_too() -> None:
+    """With --wait, an instance answered 6308 (already STOPPING) is polled until STOPPED, as an accepted
+    stop is; one answered 6307 (already STOPPED) is done."""
+    options = Options(endpoint="http://x", wait=True, poll_interval=3.0)
+    stopping = Reply(400, error_code="ModelArts.6308", error_msg="The instance is stopping.")
+    d = run_decide(job(stop_attempts=1), stopping, now=10.0, options=options)
+    assert d.kind is Action.PENDING and d.start_polling
+    stopped = Reply(400, error_code="ModelArts.6307", error_msg="The instance has already been stopped.")
+    d = run_decide(job(stop_attempts=1), stopped, now=10.0, options=options)
+    assert d.kind is Action.DONE and d.outcome is Outcome.ALREADY_STOPPED
+
+
+def test_a_poll_that_finds_stop_failed_says_so() -> None:
+    """A poll that finds STOP_FAILED ends the row failed with a message naming the status (not blank)."""
+    d = run_decide(job(polling=True), Reply(200, status="STOP_FAILED"))
+    assert d.kind is Action.DONE and d.outcome is Outcome.FAILED
+    assert d.overrides is not None and "STOP_FAILED" in d.overrides["error_msg"]
+
+
 def test_polls_back_off_and_end_at_the_wait_timeout() -> None:
     """A pending poll waits longer each time (capped); at --wait-timeout the row fails as still running."""
     options = Options(endpoint="http://x", wait=True, poll_interval=3.0, wait_timeout=100.0)

@@ -31,6 +31,9 @@ from bulkops.options import Options
 from bulkops.outcomes import Action, Verdict
 from bulkops.retry import Backoff, RetryBudget
 
+#: The stop's answer for an instance already on its way down: with --wait, polled like an accepted stop.
+STOPPING = "ModelArts.6308"
+
 MAX_POLL = 30.0  # the longest wait between two polls of one instance
 
 
@@ -110,7 +113,13 @@ def decide(
         if job.polling:
             if outcome is Outcome.FAILED and not 200 <= (reply.http_status or 0) < 300:
                 return poll_failed(reply)  # a 4xx to the poll: the stop still stands
-        elif outcome is Outcome.ACCEPTED and options.wait:  # --wait: poll until it is stopped
+            if outcome is Outcome.FAILED:  # the instance itself failed (STOP_FAILED, ERROR): say so
+                note = {"error_msg": f"the instance is {reply.status or 'in an unknown state'} (polled)"}
+                return Decision(Action.DONE, Outcome.FAILED, overrides=note)
+        elif options.wait and (
+            outcome is Outcome.ACCEPTED
+            or (outcome is Outcome.ALREADY_STOPPED and reply.error_code == STOPPING)
+        ):  # --wait: poll until it is stopped (an instance found STOPPING, 6308, too)
             refund = bool(job.failures)
             at = now + options.poll_interval
             return Decision(Action.PENDING, at=at, polls=job.polls, start_polling=True, refund=refund)
