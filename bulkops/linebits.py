@@ -35,6 +35,13 @@ class LineBits:
         page[byte] |= bit
         return seen
 
+    def discard(self, line: int) -> None:
+        """Unmark `line` (a no-op when it was not marked)."""
+        page = self._pages.get(line >> _PAGE_BITS) if line >= 0 else None
+        if page is not None:
+            offset = line & _IN_PAGE
+            page[offset >> 3] &= ~(1 << (offset & 7)) & 0xFF
+
     def __contains__(self, line: object) -> bool:
         if not isinstance(line, int) or line < 0:
             return False

@@ -98,6 +98,8 @@ def render_line(
     order = [*_LABELS, *sorted(set(outcomes) - set(_LABELS))]
     counts = " ".join(f"{_LABELS.get(k, k)} {outcomes[k]}" for k in order if outcomes.get(k))
     traffic = f"429s {stats.throttled} retries {stats.retries}"
+    if stats.polls_sent:  # --wait: rows are done only once STOPPED; show that the polling goes on
+        traffic += f" polls {stats.polls_sent}"
     learned = stats.learned_rates
     slowed = ""
     if learned:  # the slowest learned rate and how many projects run below --rate

@@ -70,8 +70,14 @@ class ResumeState:
 
     succeeded: SeenIndex = field(default_factory=SeenIndex)
     final_lines: LineBits = field(default_factory=LineBits)
+    accepted_lines: LineBits = field(default_factory=LineBits)
     records: int = 0
     repaired: bool = False
+
+    def unconfirmed(self, line: int) -> bool:
+        """True when `line`'s last record is `accepted`: the stop was taken, its end never seen (--wait
+        polls such rows on resume instead of skipping them)."""
+        return line in self.accepted_lines
 
     def line_done(self, line: int) -> bool:
         """True when `line` already has a tool-made final record (invalid, skipped)."""
@@ -163,6 +169,10 @@ def _apply(state: ResumeState, obj: dict[str, Any]) -> None:
         state.mark_line(obj["line"])
     if Outcome(outcome).succeeded and isinstance(pid, str) and isinstance(iid, str):
         state.succeeded.add(pid, iid, obj["line"])
+    if outcome == Outcome.ACCEPTED:  # the last record of a line wins
+        state.accepted_lines.add(obj["line"])
+    else:
+        state.accepted_lines.discard(obj["line"])
 
 
 def _repair(p: Path, good_end: int) -> None:

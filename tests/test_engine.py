@@ -7,6 +7,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import structlog
@@ -241,6 +242,31 @@ async def test_wait_reports_stop_failed() -> None:
     client = ScriptedClient(clock, shows={iid(0): [Reply(200, status="STOP_FAILED")]})
     [r] = await collect(targets(P1, 1), opts(wait=True), client, clock)
     assert (r.outcome, r.status) == (Outcome.FAILED, "STOP_FAILED")
+
+
+async def test_resume_with_wait_polls_rows_left_accepted_and_sends_no_second_stop(tmp_path: Path) -> None:
+    """After Ctrl-C during --wait, `--resume --wait` polls the rows whose last record is `accepted` (no
+    second stop) until STOPPED; rows already `stopped` are skipped."""
+    import json
+
+    from bulkops.resume import load_resume
+
+    rows = targets(P1, 3)
+    records = [
+        {"line": 1, "project_id": P1, "id": iid(0), "outcome": "accepted"},
+        {"line": 2, "project_id": P1, "id": iid(1), "outcome": "accepted"},
+        {"line": 2, "project_id": P1, "id": iid(1), "outcome": "stopped"},
+    ]
+    report = tmp_path / "r.jsonl"
+    report.write_text("".join(json.dumps(r) + "\n" for r in records))
+    resume = load_resume(str(report))
+    clock = FakeClock()
+    client = ScriptedClient(clock)
+    results = await collect(rows, opts(wait=True), client, clock, resume=resume)
+    by_line = {r.line: r.outcome for r in results}
+    assert by_line == {1: Outcome.STOPPED, 3: Outcome.STOPPED}
+    assert [(c[1], c[3]) for c in client.calls if c[3] == iid(0)] == [("show", iid(0))]
+    assert not [c for c in client.calls if c[3] == iid(1)]
 
 
 async def test_wait_times_out() -> None:

@@ -67,6 +67,14 @@ def test_line_shows_done_total_rate_eta_outcomes_and_traffic() -> None:
     assert "accepted 250 failed 1" in line and "429s 7 retries 9" in line
 
 
+def test_line_shows_polls_while_wait_has_no_row_done_yet() -> None:
+    """With --wait, rows end only once STOPPED: the line shows the polls sent, not a frozen 0/N."""
+    stats = RunStats()
+    stats.polls_sent = 12
+    line = render_line(0, 100, None, stats, 160, 4.0)
+    assert line.startswith("0/100 0%") and "polls 12" in line
+
+
 def test_line_shows_projects_slowed_by_429s_and_the_slowest_rate() -> None:
     """When 429s taught rates below --rate, the line says how many projects and the slowest one's rate."""
     stats = stats_with(10)

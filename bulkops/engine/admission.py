@@ -141,7 +141,7 @@ class Admission:
         self._entering.pop(project_id, None)
         now = self.clock.monotonic()
         targets = self.overflow.take(project_id)
-        self.sched.push_many(project_id, [Job(target, project_id) for target in targets], now)
+        self.sched.push_many(project_id, [self._job(target, now) for target in targets], now)
         self._space.set()  # the overflow has room again, if the reader was waiting for it
         return len(targets)
 
@@ -161,6 +161,21 @@ class Admission:
             self.reader_done = True
             flow.notify()
 
+    def _job(self, target: Target, now: float) -> Job:
+        """A row's job: a stop, or with --resume --wait a poll for a row whose stop was accepted before but
+        never seen to its end (Ctrl-C while polling): polling it sends no second stop."""
+        job = Job(target, target.project_id)
+        resume = self.resume
+        if (
+            resume is not None
+            and self.options.wait
+            and resume.unconfirmed(target.line)
+            and resume.done(target.project_id, target.id)
+        ):
+            job.polling = True
+            job.poll_started = now
+        return job
+
     async def _admit(self, item: Target | Result) -> None:
         resume = self.resume
         if isinstance(item, Result):
@@ -174,9 +189,13 @@ class Admission:
         if isinstance(checked, Result):
             await self.records.emit(checked)
             return
-        if resume is not None and resume.done(item.project_id, item.id):
+        if (
+            resume is not None
+            and resume.done(item.project_id, item.id)
+            and not (self.options.wait and resume.unconfirmed(item.line))
+        ):
             self.stats.resumed_skips += 1
-            return
+            return  # done; a row only `accepted` then is polled with --wait (see `_job`)
         project_id = item.project_id
         circuit = self.open_circuits.get(project_id)
         if circuit is not None:
@@ -201,7 +220,8 @@ class Admission:
                 self._entering[project_id] = None  # on disk only: let it in ahead of top-ups (_let_in)
             flow.notify()
             return
-        self.sched.push(Job(item, project_id), self.clock.monotonic())
+        now = self.clock.monotonic()
+        self.sched.push(self._job(item, now), now)
         flow.notify()
 
 
