@@ -88,6 +88,12 @@ class AdaptiveBucket(TokenBucket):
         self._ceiling = self._rate
         self._floor = min(self._ceiling, MIN_HINT_RATE)
         self._window = INITIAL_WINDOW if probe and self._capacity > INITIAL_WINDOW else math.inf
+        # While the window holds sends back, the bucket would refill to its whole burst, and the token held
+        # back at the start (see `ratelimit`, "Pacing") would be lost: a --rate equal to the server's limit
+        # then draws a 429 now and then. So slow start keeps the bucket one token short of it.
+        self._full_capacity = self._capacity
+        if self._window != math.inf:
+            self._capacity -= 1.0
         self._unanswered = 0
         self._w_max: float | None = None
         self._decreased_at = -math.inf
@@ -135,7 +141,7 @@ class AdaptiveBucket(TokenBucket):
             first = self._first_take
             if first is None or now - first < SLOW_START_SPAN:
                 return WINDOW_WAIT
-            self._window = math.inf  # answers that never come (hung requests) must not stall it for good
+            self._end_slow_start()  # answers that never come (hung requests) must not stall it for good
         return super().wait_time(now)
 
     def take(self, now: float) -> None:
@@ -173,6 +179,11 @@ class AdaptiveBucket(TokenBucket):
         self._refill(now)  # tokens earned so far were earned at the old rate
         self._rate = min(self._ceiling, max(self._floor, rate))
 
+    def _end_slow_start(self) -> None:
+        if self._window != math.inf:
+            self._window = math.inf
+            self._capacity = self._full_capacity
+
     def _answered(self) -> None:
         if self._unanswered > 0:
             self._unanswered -= 1
@@ -193,7 +204,7 @@ class AdaptiveBucket(TokenBucket):
         if self._window != math.inf:
             self._window += SLOW_START_GROWTH
             if self._window >= self._capacity:
-                self._window = math.inf
+                self._end_slow_start()
                 return True
             return False
         if self._hinted and now - self._quiet_since >= LIFT_AFTER and self._ceiling < self._configured:
@@ -224,7 +235,7 @@ class AdaptiveBucket(TokenBucket):
         """
         self._answered()
         first = self._window != math.inf
-        self._window = math.inf  # slow start is over: the limit is found
+        self._end_slow_start()  # the limit is found
         self._quiet_since = now
         self._lift = LIFT_STEP
         if hint is not None and self._apply_hint(now, hint):
