@@ -290,4 +290,23 @@ async def test_slow_start_sends_a_few_first_unless_the_rate_is_known(slow_start:
     results = await run(items, gateway, rate=RateLimit(40.0), slow_start=slow_start)
     assert_all_accepted(results, 40)
     first_flight = sum(1 for t in gateway.sent_at[pid(1)] if t < 0.01)
+    assert not any(r.error_code for r in results)
     assert first_flight == (3 if slow_start else 39)  # 39: a burst of 40 with one token held back
+
+
+async def test_no_429_means_no_learned_rate_in_the_summary() -> None:
+    """A run the gateway never throttled reports no learned rate (the end of a slow start is not one)."""
+    from bulkops.summary import RunStats
+
+    gateway = Gateway(FakeClock(), {})
+    stats = RunStats()
+    options = Options(endpoint="http://127.0.0.1:9", rate=RateLimit(20.0))
+    async with (
+        gateway.clock.autojumping(),
+        stop_instances(rows({pid(1): 60}), options, client=gateway, clock=gateway.clock, stats=stats) as r,
+    ):
+        async for _ in r:
+            pass
+    assert gateway.throttled == 0
+    assert stats.learned_rates == {}
+    assert "rates learned" not in stats.render()

@@ -120,8 +120,10 @@ class LocalLimiter:
         return glob
 
     def _rate_changed(self, project_id: str, bucket: AdaptiveBucket, event: str) -> None:
-        """Log a learned rate and keep it in `learned` (summary, progress)."""
-        self.learned[project_id] = bucket.rate
+        """Log a rate change; keep it in `learned` (summary, progress) once a 429 taught the bucket (the end
+        of a slow start raises nothing the user needs to know of)."""
+        if bucket.learned:
+            self.learned[project_id] = bucket.rate
         log.debug(
             event,
             project_id=project_id,
