@@ -36,8 +36,9 @@ meets them:
   (0.1/s); a hint below that is clamped and the caller warns (`hints.ThrottleHint.clamped`).
 
 `paced_bucket` makes the bucket the engine uses for a configured `RateLimit` (see `ratelimit`, "Pacing").
-tests/test_adaptive.py drives it against simulated servers (token-bucket and fixed-window, known and
-unknown limits, bare and hinted messages, quotas that halve or double) on plain numbers.
+tests/test_ratelimit.py (simulated token-bucket and fixed-window servers, on plain numbers) and
+tests/test_throttling.py (the engine against a fake gateway: unknown and unequal limits, bare and hinted
+messages, quotas that halve or double) drive it.
 """
 
 from __future__ import annotations
@@ -122,11 +123,6 @@ class AdaptiveBucket(TokenBucket):
     def measured_rate(self) -> float | None:
         """The smoothed rate at which tokens were taken lately, None before the first half second."""
         return self._measured
-
-    @property
-    def probing(self) -> bool:
-        """True while in slow start (the limit not yet found, the window still binding)."""
-        return self._window != math.inf
 
     @property
     def learned(self) -> bool:

@@ -105,11 +105,6 @@ class TokenBucket:
         self._stamp = max(self._stamp, until)
         self._held_until = max(self._held_until, until)
 
-    @property
-    def held_until(self) -> float:
-        """The time before which nothing is sent (-inf when not held)."""
-        return self._held_until
-
 
 def paced(limit: RateLimit) -> RateLimit:
     """`limit` a hair slower: its rate times `1 - PACING_MARGIN`, the same capacity."""
