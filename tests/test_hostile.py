@@ -214,7 +214,7 @@ def test_credentials_echoed_by_the_server_reach_neither_report_nor_summary(
     finally:
         structlog.reset_defaults()
     assert result.exit_code == 1, result.stderr
-    records = [json.loads(line) for line in report.read_text().splitlines()]
+    records = sorted((json.loads(line) for line in report.read_text().splitlines()), key=lambda r: r["line"])
     assert [(r["outcome"], r["error_code"]) for r in records] == [("failed", "APIGW.0301")] * 2 + [
         ("failed", BAD_RESPONSE)
     ]
