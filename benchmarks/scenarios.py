@@ -441,7 +441,7 @@ def scenario_cpu(work: Path, size: Size) -> list[dict[str, Any]]:
 _SIGN_BENCH = r"""
 import json, statistics, sys, timeit, warnings
 warnings.simplefilter("ignore")
-from bulkops.auth import Credentials, auth_headers, signer_for
+from bulkops.cloud.auth import Credentials, auth_headers, signer_for
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer as SdkSigner
@@ -541,7 +541,7 @@ def scenario_memory(work: Path, size: Size) -> list[dict[str, Any]]:
 # -- start-up ---------------------------------------------------------------------------------------------
 
 _IMPORT_CHECK = (
-    "import sys, bulkops; print(' '.join(m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.progress') "
+    "import sys, bulkops; print(' '.join(m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.cli.progress') "
     "if m in sys.modules))"
 )
 

@@ -22,13 +22,13 @@ from bulkops.errors import BulkOpsError, ConfigError, InputError, ReportError
 from bulkops.models import Outcome, Result, Target
 
 if TYPE_CHECKING:
-    from bulkops.auth import Credentials
+    from bulkops.cloud.auth import Credentials
     from bulkops.engine import Run, stop_instances
     from bulkops.options import Options, RateLimit, RetryPolicy
-    from bulkops.report import ReportWriter
-    from bulkops.resume import ResumeState, load_resume
+    from bulkops.io.report import ReportWriter
+    from bulkops.io.resume import ResumeState, load_resume
     from bulkops.summary import RunStats
-    from bulkops.targets import read_targets
+    from bulkops.io.targets import read_targets
 
 __version__ = "0.1.0"
 
@@ -57,17 +57,17 @@ __all__ = [
 # Imported on first use, so that `import bulkops` stays cheap (no aiohttp, no simulator, no hashing or
 # option checks: `bulkops stop` installs its signal handlers right after this package loads).
 _LAZY = {
-    "Credentials": "bulkops.auth",
+    "Credentials": "bulkops.cloud.auth",
     "Options": "bulkops.options",
     "RateLimit": "bulkops.options",
     "RetryPolicy": "bulkops.options",
     "Run": "bulkops.engine",
     "stop_instances": "bulkops.engine",
-    "ReportWriter": "bulkops.report",
-    "ResumeState": "bulkops.resume",
-    "load_resume": "bulkops.resume",
+    "ReportWriter": "bulkops.io.report",
+    "ResumeState": "bulkops.io.resume",
+    "load_resume": "bulkops.io.resume",
     "RunStats": "bulkops.summary",
-    "read_targets": "bulkops.targets",
+    "read_targets": "bulkops.io.targets",
 }
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bulkops.api import DevServerClient, check_endpoint, request_path
-from bulkops.auth import Credentials
+from bulkops.cloud.api import DevServerClient, check_endpoint, request_path
+from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
 from bulkops.models import CONNECTION_ERROR
 from bulkops.simulator import AccessKey, FaultShares, InventorySpec, Limit, SimulatorConfig, run_simulator
@@ -175,7 +175,7 @@ def test_answer_json_reads_as_json_loads(body: bytes) -> None:
     """An answer body is read exactly as `json.loads` reads it: the same value, or refused as not JSON."""
     import json
 
-    from bulkops.api import _load_json
+    from bulkops.cloud.api import _load_json
 
     try:
         expected = json.loads(body)
@@ -188,7 +188,7 @@ def test_answer_json_reads_as_json_loads(body: bytes) -> None:
 
 def test_answer_nested_too_deep_is_a_bad_response() -> None:
     """An answer nested deeper than the interpreter can parse is a bad response, not a crashed worker."""
-    from bulkops.api import _parse
+    from bulkops.cloud.api import _parse
 
     reply = _parse(502, b"[" * 100_000, None, None)
     assert reply.http_status == 502 and reply.error_msg is not None and "not a JSON object" in reply.error_msg

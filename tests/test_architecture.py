@@ -1,8 +1,8 @@
 """The shape of the package: every module imports on its own, no import cycle, short files, layers point down.
 
 The import graph is read from the source (ast), not from `sys.modules`, so that it also sees the imports a
-function makes when it runs (`from bulkops.api import ...` inside a command) and the lazy-import tables
-(`_LAZY = {"report": ("bulkops.report_cli", "report")}`, read by `importlib.import_module`). An import under
+function makes when it runs (`from bulkops.cloud.api import ...` inside a command) and the lazy-import tables
+(`_LAZY = {"report": ("bulkops.cli.report_cli", "report")}`, read by `importlib.import_module`). An import under
 `if TYPE_CHECKING:` is left out: it never runs. `from bulkops.x import y` is an edge to `bulkops.x`, and to
 `bulkops.x.y` too when that is a module.
 """
@@ -199,10 +199,10 @@ def test_the_cycle_finder_names_a_cycle() -> None:
 def test_the_graph_sees_function_level_and_lazy_imports() -> None:
     """The edges include an import inside a function and a lazy-import table, and leave out TYPE_CHECKING."""
     edges = graph()
-    assert "bulkops.progress" in edges["bulkops.command_stop"]  # imported inside _observer()
-    assert "bulkops.report_cli" in edges["bulkops.cli"]  # the lazy sub-command table
+    assert "bulkops.cli.progress" in edges["bulkops.cli.command_stop"]  # imported inside _observer()
+    assert "bulkops.cli.report_cli" in edges["bulkops.cli.main"]  # the lazy sub-command table
     assert "bulkops.engine" in edges["bulkops"]  # the lazy public names
-    assert "bulkops.runner" in edges["bulkops.command_stop"]
+    assert "bulkops.cli.runner" in edges["bulkops.cli.command_stop"]
 
 
 def test_no_file_is_over_400_lines() -> None:
@@ -222,7 +222,7 @@ def _top_level(name: str) -> str:
 
 
 def test_the_simulator_imports_only_auth_aiohttp_and_the_standard_library() -> None:
-    """The simulator stands apart from the tool it tests: bulkops.auth (to verify signatures), its own
+    """The simulator stands apart from the tool it tests: bulkops.cloud.auth (to verify signatures), its own
     modules, aiohttp and the standard library (and `wording`, a leaf for plurals); its command (`bulkops
     simulate`, `simulator.command*`) may use click too."""
     allowed_outside = set(sys.stdlib_module_names) | {"aiohttp"}
@@ -232,8 +232,8 @@ def test_the_simulator_imports_only_auth_aiohttp_and_the_standard_library() -> N
             continue
         allowed = allowed_outside | ({"click"} if name.startswith("bulkops.simulator.command") else set())
         for imported, line in imports(name).items():
-            inside = imported in ("bulkops.auth", "bulkops.wording") or imported.startswith(
-                ("bulkops.simulator.", "bulkops.auth.")
+            inside = imported in ("bulkops.cloud.auth", "bulkops.wording") or imported.startswith(
+                ("bulkops.simulator.", "bulkops.cloud.auth.")
             )
             if imported == "bulkops.simulator" or inside:
                 continue
@@ -243,12 +243,48 @@ def test_the_simulator_imports_only_auth_aiohttp_and_the_standard_library() -> N
 
 
 def test_only_api_imports_the_http_client() -> None:
-    """Outside the simulator, only bulkops.api imports aiohttp (or its yarl and multidict)."""
+    """Outside the simulator, only bulkops.cloud.api imports aiohttp (or its yarl and multidict)."""
     wrong = {
         f"{name}:{line}": imported
         for name in modules()
-        if name != "bulkops.api" and not name.startswith("bulkops.simulator")
+        if name != "bulkops.cloud.api" and not name.startswith("bulkops.simulator")
         for imported, line in imports(name).items()
         if _top_level(imported) in HTTP_CLIENT
     }
     assert not wrong, wrong
+
+
+#: What each part of the package may import, besides itself and the top level (models, errors, options,
+#: clock, ...). The layers point down: cli > redis > engine > io > cloud > top level.
+MAY_IMPORT = {
+    "top": frozenset(),
+    "cloud": frozenset(),
+    "io": frozenset({"cloud"}),
+    "engine": frozenset({"cloud", "io"}),
+    "redis": frozenset({"cloud", "engine"}),
+    "simulator": frozenset({"cloud"}),
+    "cli": frozenset({"cloud", "io", "engine", "redis", "simulator"}),
+}
+#: Top-level modules that reach up, and why: the package facade re-exports the public API; `options`
+#: holds the run's `Credentials` (cloud.auth, a leaf); `__main__` is `python -m bulkops`.
+TOP_EXCEPTIONS = {"bulkops": MAY_IMPORT["cli"], "bulkops.__main__": {"cli"}, "bulkops.options": {"cloud"}}
+
+
+def _part(name: str) -> str:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in MAY_IMPORT else "top"
+
+
+def test_the_layers_point_down() -> None:
+    """The package is grouped so its layout shows its layers (issue 13): cli on top, then redis, engine,
+    io, cloud, and the top-level modules at the bottom; no part imports a part above it."""
+    wrong = {}
+    for name, edges in graph().items():
+        part = _part(name)
+        allowed = TOP_EXCEPTIONS.get(name, MAY_IMPORT[part])
+        for imported, line in edges.items():
+            other = _part(imported)
+            if other not in (part, "top") and other not in allowed:
+                wrong[f"{name}:{line}"] = imported
+    assert not wrong, wrong
+    assert set(MAY_IMPORT) - {"top"} == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}

@@ -12,7 +12,7 @@ from huaweicloudsdkcore.signer.signer import Signer as SdkSigner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkops.auth import (
+from bulkops.cloud.auth import (
     ENV_AK,
     ENV_AUTH_TOKEN,
     ENV_SECURITY_TOKEN,

@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from bulkops.api import request_path
-from bulkops.cli import main
+from bulkops.cloud.api import request_path
+from bulkops.cli.main import main
 from bulkops.errors import InputError
 from bulkops.models import Result, Target
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 from bulkops.validation import INSTANCE_ID_RE, PROJECT_ID_RE, is_valid_instance_id, is_valid_project_id
 
 NO_ENV = CLEAN_ENV
@@ -349,11 +349,11 @@ def arrange(case: Case, tmp_path: Path, sim: Simulator, monkeypatch: pytest.Monk
         inp = tmp_path / "nowhere.csv"
     elif setup == "unreadable":
         inp.write_text(f"{H}{project},{u}\n")
-        _deny(inp, "bulkops.csvrows", monkeypatch)
+        _deny(inp, "bulkops.io.csvrows", monkeypatch)
     elif setup == "report-missing-dir":
         report = tmp_path / "no" / "such" / "dir" / "r.jsonl"
     elif setup == "report-read-only":
-        _deny(report, "bulkops.reportfile", monkeypatch)
+        _deny(report, "bulkops.io.reportfile", monkeypatch)
     elif setup == "report-is-dir":
         report = tmp_path / "out"
     elif setup == "report-exists":

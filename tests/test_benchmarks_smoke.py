@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkops.auth import Signer, sdk_date
+from bulkops.cloud.auth import Signer, sdk_date
 from bulkops.models import Outcome, Result
-from bulkops.report import _dumps, record_line, to_record
+from bulkops.io.report import _dumps, record_line, to_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,14 +39,14 @@ def test_import_bulkops_pulls_in_neither_simulator_nor_progress_nor_aiohttp() ->
     """`import bulkops` loads no simulator, no progress display and no aiohttp until they are used."""
     loaded = _modules_after("import bulkops")
     assert "bulkops.simulator" not in loaded
-    assert "bulkops.progress" not in loaded
+    assert "bulkops.cli.progress" not in loaded
     assert "aiohttp" not in loaded
 
 
 def test_help_does_not_import_aiohttp() -> None:
     """`bulkops --help` runs without importing aiohttp (or the simulator)."""
     code = (
-        "import sys\nfrom bulkops.cli import main\nsys.argv = ['bulkops', '--help']\n"
+        "import sys\nfrom bulkops.cli.main import main\nsys.argv = ['bulkops', '--help']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass"
     )
     loaded = _modules_after(code)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.engine import stop_instances
 from bulkops.models import CIRCUIT_OPEN, RETRY_BUDGET, Outcome, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy

@@ -16,11 +16,11 @@ from _reliability import CLEAN_ENV
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 
-from bulkops.cli import main
+from bulkops.cli.main import main
 from bulkops.options import RateLimit
-from bulkops.regions import ENDPOINTS
+from bulkops.cloud.regions import ENDPOINTS
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
-from bulkops.stopflags import build_options, resolve_endpoint
+from bulkops.cli.stopflags import build_options, resolve_endpoint
 
 NO_CREDENTIALS = CLEAN_ENV
 P_A = "a" * 32
@@ -229,7 +229,7 @@ def test_run_collects_garbage_less_often_and_restores_the_collector(sim: Simulat
     """A run raises the young-generation GC threshold while it runs and leaves the process' GC as it was."""
     import gc
 
-    from bulkops import command_stop
+    from bulkops.cli import command_stop
 
     seen: list[tuple[int, int]] = []
     real = command_stop.event_loop_options

@@ -7,7 +7,7 @@ import pytest
 
 from bulkops.clock import Clock, FakeClock, SystemClock
 from bulkops.options import RateLimit
-from bulkops.ratelimit import TokenBucket
+from bulkops.engine.ratelimit import TokenBucket
 
 pytestmark = pytest.mark.anyio
 

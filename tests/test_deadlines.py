@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from bulkops.api import DevServerClient
-from bulkops.auth import Credentials
-from bulkops.deadlines import Deadlines
+from bulkops.cloud.api import DevServerClient
+from bulkops.cloud.auth import Credentials
+from bulkops.cloud.deadlines import Deadlines
 from bulkops.models import TIMEOUT, Reply
 
 

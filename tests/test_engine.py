@@ -17,8 +17,8 @@ from bulkops.clock import FakeClock
 from bulkops.engine import Run, stop_instances
 from bulkops.models import CIRCUIT_OPEN, DUPLICATE, INVALID_ID, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
-from bulkops.ratelimit import PACING_MARGIN
-from bulkops.resume import ResumeState
+from bulkops.engine.ratelimit import PACING_MARGIN
+from bulkops.io.resume import ResumeState
 
 pytestmark = pytest.mark.anyio
 
@@ -249,7 +249,7 @@ async def test_resume_with_wait_polls_rows_left_accepted_and_sends_no_second_sto
     second stop) until STOPPED; rows already `stopped` are skipped."""
     import json
 
-    from bulkops.resume import load_resume
+    from bulkops.io.resume import load_resume
 
     rows = targets(P1, 3)
     records = [

@@ -24,9 +24,9 @@ from _reliability import stops_after_success
 from bulkops.engine import stop_instances
 from bulkops.models import Outcome
 from bulkops.options import Options, RateLimit, RetryPolicy
-from bulkops.report import ReportWriter
+from bulkops.io.report import ReportWriter
 from bulkops.simulator import FaultShares, InventorySpec, Limit, SimulatorConfig, run_simulator
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 
 pytestmark = pytest.mark.anyio
 

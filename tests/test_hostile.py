@@ -30,12 +30,12 @@ import structlog
 from _reliability import CLEAN_ENV, REPO, SimThread, cli_env, count_lines, kill, spawn
 from click.testing import CliRunner
 
-from bulkops.api import DevServerClient
-from bulkops.auth import Credentials
-from bulkops.cli import main
+from bulkops.cloud.api import DevServerClient
+from bulkops.cloud.auth import Credentials
+from bulkops.cli.main import main
 from bulkops.engine import stop_instances
 from bulkops.errors import InputError
-from bulkops.feed import thread_batches
+from bulkops.io.feed import thread_batches
 from bulkops.models import BAD_RESPONSE, Outcome, Reply, Result, Target
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.redact import CREDENTIAL_HEADERS

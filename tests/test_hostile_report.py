@@ -26,10 +26,10 @@ from _reliability import REPO, SimThread, cli_env, count_lines, kill, spawn
 from bulkops.errors import ReportError
 from bulkops.models import Outcome, Result
 from bulkops.options import Options, RateLimit
-from bulkops.report import ReportWriter, to_record
-from bulkops.resume import load_resume
+from bulkops.io.report import ReportWriter, to_record
+from bulkops.io.resume import load_resume
 from bulkops.simulator import InventorySpec, SimulatorConfig, write_csv
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 
 P = "a" * 32
 ID1 = "00000000-0000-4000-8000-000000000001"
@@ -237,7 +237,7 @@ def test_writer_on_a_full_disk_fails_once_and_leaves_whole_records(tmp_path: Pat
 def test_disk_full_mid_run_stops_sending_exits_1_and_resume_finishes(tmp_path: Path) -> None:
     """The disk fills mid-run: no new stops, in-flight ones finish, exit 1 with the reason, every record whole
     and counted, and `--resume` then finishes the rest."""
-    from bulkops.runner import run_stop
+    from bulkops.cli.runner import run_stop
 
     rows, concurrency = 400, 4
     thread = SimThread(config(rows, 76, latency=0.02))

@@ -12,10 +12,10 @@ from _reliability import CLEAN_ENV
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
-from bulkops.cli import main
+from bulkops.cli.main import main
 from bulkops.errors import InputError
 from bulkops.models import Result, Target
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 
 P = "0123456789abcdef0123456789abcdef"
 Q = "fedcba9876543210fedcba9876543210"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.engine import stop_instances
 from bulkops.models import Outcome, Result
 from bulkops.options import Options, RateLimit, RetryPolicy
-from bulkops.report import FIELDS, ReportWriter
+from bulkops.io.report import FIELDS, ReportWriter
 from bulkops.simulator import (
     AccessKey,
     FaultShares,
@@ -24,7 +24,7 @@ from bulkops.simulator import (
     run_simulator,
     write_csv,
 )
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 
 pytestmark = pytest.mark.anyio
 

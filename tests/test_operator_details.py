@@ -20,13 +20,13 @@ from _reliability import CLEAN_ENV
 from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 
-from bulkops import command_stop
-from bulkops.cli import main
+from bulkops.cli import command_stop
+from bulkops.cli.main import main
 from bulkops.models import Outcome, Result
 from bulkops.options import parse_rate
-from bulkops.report import ReportWriter, default_report_path
-from bulkops.reportmeta import meta_path
-from bulkops.runlog import Heartbeat
+from bulkops.io.report import ReportWriter, default_report_path
+from bulkops.io.reportmeta import meta_path
+from bulkops.cli.runlog import Heartbeat
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 from bulkops.summary import RunStats
 
@@ -448,7 +448,7 @@ def test_contract_documents_the_region_rule_and_poll_interval() -> None:
     """docs/contract.md names the SDK's region table (ap-southeast-1 is on .cn) and --poll-interval."""
     from _reliability import REPO
 
-    from bulkops.regions import ENDPOINTS
+    from bulkops.cloud.regions import ENDPOINTS
 
     contract = (REPO / "docs" / "contract.md").read_text()
     assert "--poll-interval" in contract

@@ -1,11 +1,11 @@
-"""Reply classification: the table in bulkops/outcomes.py, row by row."""
+"""Reply classification: the table in bulkops/cloud/outcomes.py, row by row."""
 
 from __future__ import annotations
 
 import pytest
 
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, Outcome, Reply
-from bulkops.outcomes import Action, Verdict, classify_show, classify_stop
+from bulkops.cloud.outcomes import Action, Verdict, classify_show, classify_stop
 
 DONE = Action.DONE
 

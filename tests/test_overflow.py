@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from bulkops.models import Target
-from bulkops.overflow import Overflow
+from bulkops.engine.overflow import Overflow
 
 
 def iid(n: int) -> str:

@@ -8,8 +8,8 @@ from bulkops.engine.jobs import Job
 from bulkops.engine.policy import MAX_POLL, Budgets, Decision, circuit_opens, decide
 from bulkops.models import RETRY_BUDGET, THROTTLED, WAIT_TIMEOUT, Outcome, Reply, Target
 from bulkops.options import Options, RetryPolicy
-from bulkops.outcomes import Action, classify_show, classify_stop
-from bulkops.retry import Backoff
+from bulkops.cloud.outcomes import Action, classify_show, classify_stop
+from bulkops.engine.retry import Backoff
 
 P = "a" * 32
 OK = Reply(200, status="STOPPING", request_id="r")

@@ -19,10 +19,10 @@ import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from bulkops import runner
+from bulkops.cli import runner
 from bulkops.logs import LineWriter
 from bulkops.models import Outcome, Result
-from bulkops.progress import CLEAR, Progress, progress_observer, redraw_while_idle, render_line
+from bulkops.cli.progress import CLEAR, Progress, progress_observer, redraw_while_idle, render_line
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 from bulkops.summary import RunStats
 
@@ -181,10 +181,10 @@ async def test_idle_redraws_run_as_a_task_on_the_event_loop() -> None:
 def test_import_bulkops_and_help_do_not_load_progress() -> None:
     """`import bulkops` and `bulkops --help` never import the progress module (start-up stays fast)."""
     code = (
-        "import sys, bulkops; a = 'bulkops.progress' in sys.modules; "
-        "from click.testing import CliRunner; from bulkops.cli import main; "
+        "import sys, bulkops; a = 'bulkops.cli.progress' in sys.modules; "
+        "from click.testing import CliRunner; from bulkops.cli.main import main; "
         "CliRunner().invoke(main, ['--help']); CliRunner().invoke(main, ['stop', '--help']); "
-        "print(a, 'bulkops.progress' in sys.modules)"
+        "print(a, 'bulkops.cli.progress' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -27,7 +27,7 @@ def test_import_is_light() -> None:
     """`import bulkops` pulls in neither aiohttp, the simulator nor the progress display."""
     code = (
         "import sys, bulkops; "
-        "bad = [m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.progress', 'bulkops.engine') "
+        "bad = [m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.cli.progress', 'bulkops.engine') "
         "if m in sys.modules]; print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -37,10 +37,10 @@ def test_import_is_light() -> None:
 def test_help_imports_no_lazy_command() -> None:
     """`bulkops --help` lists every command without importing aiohttp, the simulator or the demo."""
     code = (
-        "import sys; from click.testing import CliRunner; from bulkops.cli import main; "
+        "import sys; from click.testing import CliRunner; from bulkops.cli.main import main; "
         "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output; "
         "assert all(c in r.output for c in ('stop', 'simulate', 'demo', 'report')); "
-        "print(','.join(m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.demo', 'bulkops.report_cli') "
+        "print(','.join(m for m in ('aiohttp', 'bulkops.simulator', 'bulkops.cli.demo', 'bulkops.cli.report_cli') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

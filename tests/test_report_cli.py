@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bulkops.cli import main
+from bulkops.cli.main import main
 from bulkops.models import DUPLICATE, Outcome, Result, Target
-from bulkops.report import ReportWriter
-from bulkops.report_read import ReportDigest, retry_rows
-from bulkops.targets import read_targets
+from bulkops.io.report import ReportWriter
+from bulkops.io.report_read import ReportDigest, retry_rows
+from bulkops.io.targets import read_targets
 
 P1 = "a" * 32
 P2 = "b" * 32
@@ -259,9 +259,9 @@ def test_retry_rows_keeps_successes_compact(tmp_path: Path) -> None:
 def test_report_command_is_registered_lazily() -> None:
     """`bulkops --help` lists `report` (and never loads the progress display); `report --help` works."""
     code = (
-        "import sys; from click.testing import CliRunner; from bulkops.cli import main; "
+        "import sys; from click.testing import CliRunner; from bulkops.cli.main import main; "
         "r = CliRunner().invoke(main, ['--help']); "
-        "print('report' in r.output, 'bulkops.progress' in sys.modules)"
+        "print('report' in r.output, 'bulkops.cli.progress' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False"]

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from bulkops.options import RetryPolicy
-from bulkops.retry import RETRY_AFTER_CAP, Backoff, RetryBudget
+from bulkops.engine.retry import RETRY_AFTER_CAP, Backoff, RetryBudget
 
 
 def _backoff(seed: int = 0, **kwargs: float) -> Backoff:

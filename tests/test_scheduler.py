@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 from collections import Counter, defaultdict
 
-from bulkops.adaptive import AdaptiveBucket
+from bulkops.engine.adaptive import AdaptiveBucket
 from bulkops.models import Target
 from bulkops.options import RateLimit
-from bulkops.ratelimit import TokenBucket
-from bulkops.scheduler import Scheduler
+from bulkops.engine.ratelimit import TokenBucket
+from bulkops.engine.scheduler import Scheduler
 
 
 def _targets(projects: list[str], per_project: int) -> list[Target]:

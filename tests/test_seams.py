@@ -10,7 +10,7 @@ from bulkops.clock import FakeClock
 from bulkops.engine.limits import LocalLimiter
 from bulkops.models import Outcome, Reply, Result
 from bulkops.options import Options, RateLimit
-from bulkops.report import ReportWriter
+from bulkops.io.report import ReportWriter
 
 P = "a" * 32
 

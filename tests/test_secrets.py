@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 from _reliability import SimThread, cli_env, kill, spawn
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.options import Options
 from bulkops.simulator import AccessKey, FaultShares, InventorySpec, SimulatorConfig, write_csv
 

@@ -7,8 +7,8 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkops import seen as seen_module
-from bulkops.seen import SeenIndex
+from bulkops.io import seen as seen_module
+from bulkops.io.seen import SeenIndex
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 

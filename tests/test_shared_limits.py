@@ -16,9 +16,9 @@ import redis.asyncio
 from _redis import RedisServer, free_port
 from structlog.testing import capture_logs
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.clock import FakeClock
-from bulkops.command_limits import run_limits_command
+from bulkops.cli.command_limits import run_limits_command
 from bulkops.errors import ConfigError
 from bulkops.options import RateLimit
 from bulkops.redis import SharedLimits

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.options import RateLimit
 from bulkops.redis.fallback import PACING, Fallback, SharedView
 from bulkops.redis.gcra import LocalGcra
@@ -103,6 +103,6 @@ def test_keys_are_named_by_hashes_under_one_hash_tag() -> None:
 
 def test_importing_the_redis_package_does_not_load_redis_py() -> None:
     """`bulkops.redis` loads redis-py only when a client is opened (start-up stays as fast)."""
-    code = "import sys, bulkops.redis, bulkops.command_limits; print('redis' in sys.modules)"
+    code = "import sys, bulkops.redis, bulkops.cli.command_limits; print('redis' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

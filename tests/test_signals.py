@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from _reliability import SimThread, cli_env, count_lines, kill, spawn
 
-from bulkops.interrupts import Burst, Decision
+from bulkops.cli.interrupts import Burst, Decision
 from bulkops.simulator import FaultShares, InventorySpec, Limit, SimulatorConfig, write_csv
 
 GRACE = 10.0  # Options.grace, the CLI's default

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from bulkops.auth import Credentials, Signer, auth_headers, sdk_date
+from bulkops.cloud.auth import Credentials, Signer, auth_headers, sdk_date
 from bulkops.simulator import AccessKey, InventorySpec, SimulatorConfig, run_simulator
 
 AK, SK = "SIMTESTAK0000000001", "sim-test-secret-key-value-0001"
@@ -48,7 +48,7 @@ def signed(
     now: float | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Headers of a request signed with bulkops.auth's Signer (Host as the client will send it)."""
+    """Headers of a request signed with bulkops.cloud.auth's Signer (Host as the client will send it)."""
     u = URL(url)
     headers = {"Host": f"{u.host}:{u.port}", "X-Sdk-Date": sdk_date(now), **(extra or {})}
     query = list(u.query.items())
@@ -58,7 +58,7 @@ def signed(
 
 @pytest.mark.anyio
 async def test_a_correct_signature_is_accepted() -> None:
-    """A request signed by a configured AK/SK (via bulkops.auth.auth_headers) is served."""
+    """A request signed by a configured AK/SK (via bulkops.cloud.auth.auth_headers) is served."""
     async with run_simulator(CONFIG) as sim, aiohttp.ClientSession() as session:
         project_id = sim.inventory.project_ids[0]
         instance_id = next(sim.inventory.iter_instances(project_id))[0]

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkops import csvrows
-from bulkops.csvrows import MAX_LINE_BYTES, MAX_RECORD_LINES
+from bulkops.io import csvrows
+from bulkops.io.csvrows import MAX_LINE_BYTES, MAX_RECORD_LINES
 from bulkops.errors import ConfigError, InputError
 from bulkops.models import (
     DUPLICATE,
@@ -28,9 +28,9 @@ from bulkops.models import (
     Result,
     Target,
 )
-from bulkops.rowcount import count_rows
-from bulkops.seen import SeenIndex
-from bulkops.targets import (
+from bulkops.io.rowcount import count_rows
+from bulkops.io.seen import SeenIndex
+from bulkops.io.targets import (
     INSTANCE_ID_RE,
     SHOWN_CHARS,
     TargetReader,

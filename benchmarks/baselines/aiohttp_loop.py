@@ -19,7 +19,7 @@ import aiohttp
 from yarl import URL
 
 from benchmarks.baselines.common import credentials, report, rows
-from bulkops.auth import Credentials, auth_headers, signer_for
+from bulkops.cloud.auth import Credentials, auth_headers, signer_for
 
 
 async def run(path: str, url: str, concurrency: int) -> None:

@@ -28,8 +28,8 @@ from typing import Any
 from bulkops.engine.jobs import Job
 from bulkops.models import RETRY_BUDGET, THROTTLED, WAIT_TIMEOUT, Outcome, Reply
 from bulkops.options import Options
-from bulkops.outcomes import Action, Verdict
-from bulkops.retry import Backoff, RetryBudget
+from bulkops.cloud.outcomes import Action, Verdict
+from bulkops.engine.retry import Backoff, RetryBudget
 
 #: The stop's answer for an instance already on its way down: with --wait, polled like an accepted stop.
 STOPPING = "ModelArts.6308"

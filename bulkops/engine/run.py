@@ -208,7 +208,7 @@ async def _client_for(options: Options, client: Client | None) -> AsyncIterator[
     if client is not None:
         yield client
         return
-    from bulkops.api import DevServerClient  # aiohttp is imported only when a run really sends
+    from bulkops.cloud.api import DevServerClient  # aiohttp is imported only when a run really sends
 
     async with DevServerClient(
         options.endpoint,
@@ -221,7 +221,7 @@ async def _client_for(options: Options, client: Client | None) -> AsyncIterator[
 
 
 if TYPE_CHECKING:  # the JSON-lines report writer is the local result sink (mypy checks it; nothing runs)
-    from bulkops.report import ReportWriter
+    from bulkops.io.report import ReportWriter
 
     def _local_sink(writer: ReportWriter) -> ResultSink:
         return writer

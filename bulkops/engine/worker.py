@@ -27,9 +27,9 @@ from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter, WorkSource
 from bulkops.models import CIRCUIT_OPEN, INTERNAL_ERROR, Outcome
 from bulkops.options import Options
-from bulkops.outcomes import Action, classify_show, classify_stop
+from bulkops.cloud.outcomes import Action, classify_show, classify_stop
 from bulkops.redact import Redactor
-from bulkops.retry import Backoff
+from bulkops.engine.retry import Backoff
 
 log = structlog.get_logger("bulkops.engine")
 

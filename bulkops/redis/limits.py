@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.clock import Clock, SystemClock
 from bulkops.errors import ConfigError
 from bulkops.options import RateLimit

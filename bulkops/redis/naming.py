@@ -31,7 +31,7 @@ import hashlib
 import hmac
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 
 #: Every key bulkops writes to Redis starts with this (`{rl}` is the Redis Cluster hash tag).
 PREFIX = "bulkops:{rl}:"

@@ -1,7 +1,7 @@
 """A local stand-in for the ModelArts DevServer API and its gateway, failures included.
 
 It is the demo's default target, the integration test bed and the benchmarks' load target. It imports only
-bulkops.auth (to verify signatures) and bulkops.models, besides aiohttp and the standard library.
+bulkops.cloud.auth (to verify signatures) and bulkops.models, besides aiohttp and the standard library.
 
     async with run_simulator(SimulatorConfig(auth_enabled=False)) as sim:
         project = sim.inventory.project_ids[0]

@@ -24,7 +24,7 @@ from typing import get_args
 
 import click
 
-from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
+from bulkops.cloud.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
 from bulkops.simulator.app import run_simulator
 from bulkops.simulator.command_args import (
     accepted_credentials,

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import click
 
-from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
+from bulkops.cloud.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK
 from bulkops.simulator.config import AccessKey, Limit
 
 __all__ = ["accepted_credentials", "parse_limit", "parse_project_limits", "parse_schedule"]

@@ -1,4 +1,4 @@
-"""Gateway authentication: SDK-HMAC-SHA256 signatures checked with bulkops.auth, or IAM tokens.
+"""Gateway authentication: SDK-HMAC-SHA256 signatures checked with bulkops.cloud.auth, or IAM tokens.
 
 The signature is recomputed over exactly what the client claims to have signed: the headers named in
 `SignedHeaders` with the values received (the real `Host` included), the method, the path as received
@@ -22,7 +22,7 @@ import hmac
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from bulkops.auth import DATE_FORMAT, Signer, parse_authorization
+from bulkops.cloud.auth import DATE_FORMAT, Signer, parse_authorization
 from bulkops.simulator.config import AccessKey, SimulatorConfig
 
 NO_CREDENTIALS = "no Authorization or X-Auth-Token header"

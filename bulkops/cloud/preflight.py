@@ -6,7 +6,7 @@
     credential_kind(credentials)          what the plan shows: the kind and its variables, never a value
 
 `bulkops stop` and `bulkops stop --dry-run` run the same checks in the same order, so that a dry run
-fails (one line, exit 2) wherever the real run would. `bulkops.api` re-exports them for the client.
+fails (one line, exit 2) wherever the real run would. `bulkops.cloud.api` re-exports them for the client.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from bulkops.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK, Credentials
+from bulkops.cloud.auth import ENV_AK, ENV_AUTH_TOKEN, ENV_SECURITY_TOKEN, ENV_SK, Credentials
 from bulkops.errors import ConfigError
 
 _CREDENTIAL_FIELDS = (

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
-from bulkops.ratelimit import TokenBucket
+from bulkops.engine.ratelimit import TokenBucket
 
 
 class HasProject(Protocol):

@@ -166,7 +166,7 @@ _early: list[Interrupts] = []  # at most one: the handlers `install_early` put i
 
 
 def install_early() -> None:
-    """Catch SIGINT/SIGTERM now, before the command line is even parsed (`bulkops.entry`, for `stop`)."""
+    """Catch SIGINT/SIGTERM now, before the command line is even parsed (`bulkops.cli.entry`, for `stop`)."""
     if not _early:
         early = Interrupts()
         early.install()

@@ -4,7 +4,7 @@
 
 It reads 256 KiB chunks with no per-line Python work (about 0.1 s for a million rows) and counts non-blank
 physical lines, less one when the first looks like a header (no field a valid instance ID, as
-`bulkops.targets` decides). Exact for files without quoted multi-line fields; otherwise an upper bound.
+`bulkops.io.targets` decides). Exact for files without quoted multi-line fields; otherwise an upper bound.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 import stat
 from typing import BinaryIO, cast
 
-from bulkops.csvrows import MAX_LINE_BYTES, Source, open_path
+from bulkops.io.csvrows import MAX_LINE_BYTES, Source, open_path
 from bulkops.validation import INSTANCE_ID_RE
 
 __all__ = ["count_path", "count_rows"]

@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import math
 
-from bulkops.hints import MIN_HINT_RATE, ThrottleHint
+from bulkops.cloud.hints import MIN_HINT_RATE, ThrottleHint
 from bulkops.options import RateLimit
-from bulkops.ratelimit import TokenBucket, paced
+from bulkops.engine.ratelimit import TokenBucket, paced
 
 #: Multiplicative decrease: the rate after a bare 429, as a share of the rate that was throttled.
 BETA = 0.7

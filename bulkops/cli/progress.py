@@ -39,7 +39,7 @@ from typing import TextIO
 import anyio
 
 from bulkops.logs import LineWriter
-from bulkops.runner import Observer
+from bulkops.cli.runner import Observer
 from bulkops.summary import RunStats
 from bulkops.wording import counted
 

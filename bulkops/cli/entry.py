@@ -14,9 +14,9 @@ import sys
 def main() -> None:
     """The console script: `bulkops ...` (and `python -m bulkops ...`)."""
     if len(sys.argv) > 1 and sys.argv[1] == "stop":
-        from bulkops.interrupts import install_early
+        from bulkops.cli.interrupts import install_early
 
         install_early()
-    from bulkops.cli import main as cli_main
+    from bulkops.cli.main import main as cli_main
 
     cli_main()

@@ -21,11 +21,11 @@ from typing import TextIO, TypeVar
 
 import click
 
-from bulkops.errorline import fail
+from bulkops.cli.errorline import fail
 from bulkops.errors import BulkOpsError
 from bulkops.models import Outcome
-from bulkops.outcomes import NON_RETRYABLE_CODES
-from bulkops.report_read import ReportDigest, retry_rows, summarize
+from bulkops.cloud.outcomes import NON_RETRYABLE_CODES
+from bulkops.io.report_read import ReportDigest, retry_rows, summarize
 from bulkops.wording import counted
 
 T = TypeVar("T")

@@ -39,12 +39,12 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
-from bulkops.auth import Credentials, auth_headers, signer_for
-from bulkops.deadlines import Deadlines
+from bulkops.cloud.auth import Credentials, auth_headers, signer_for
+from bulkops.cloud.deadlines import Deadlines
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
-from bulkops.preflight import FD_RESERVE, check_credentials, check_open_files
-from bulkops.preflight import check_endpoint as _preflight_endpoint
+from bulkops.cloud.preflight import FD_RESERVE, check_credentials, check_open_files
+from bulkops.cloud.preflight import check_endpoint as _preflight_endpoint
 from bulkops.redact import Redactor, request_forms
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
@@ -75,7 +75,7 @@ def request_path(project_id: str, instance_id: str, action: str = "") -> str:
 
 
 def check_endpoint(endpoint: str, *, insecure: bool = False) -> tuple[URL, bool]:
-    """`bulkops.preflight.check_endpoint`'s rules; returns (URL, whether plain HTTP to a non-loopback host
+    """`bulkops.cloud.preflight.check_endpoint`'s rules; returns (URL, whether plain HTTP to a non-loopback host
     was allowed)."""
     _, plain_remote = _preflight_endpoint(endpoint, insecure=insecure)
     try:

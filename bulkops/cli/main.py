@@ -18,20 +18,22 @@ from typing import Any, NoReturn
 
 import click
 
-from bulkops.errorline import fail
+from bulkops.cli.errorline import fail
 from bulkops.errors import BulkOpsError
 from bulkops.summary import EXIT_INTERRUPTED
 
 _LAZY = {
     "simulate": ("bulkops.simulator.command", "simulate"),
-    "demo": ("bulkops.demo", "demo"),
-    "report": ("bulkops.report_cli", "report"),
+    "demo": ("bulkops.cli.demo", "demo"),
+    "report": ("bulkops.cli.report_cli", "report"),
+    "limits": ("bulkops.cli.command_limits", "limits_command"),
 }
 # Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
 _LAZY_HELP = {
     "simulate": "Run a local simulator of the DevServer API, for rehearsals and tests.",
     "demo": "Rehearse a bulk stop end to end against the built-in simulator.",
     "report": "Read a report: summarize it, or list the rows to retry.",
+    "limits": "Show the limits runners share through Redis (--redis URL).",
 }
 
 
@@ -302,14 +304,14 @@ def stop_command(**kw: Any) -> None:
     Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
     sent; 3 the confirmation was declined, nothing sent; 130 interrupted (run again with --resume).
     """
-    from bulkops.interrupts import Interrupts, take_early
+    from bulkops.cli.interrupts import Interrupts, take_early
 
-    interrupts = take_early()  # installed by `bulkops.entry` before click and this module loaded
+    interrupts = take_early()  # installed by `bulkops.cli.entry` before click and this module loaded
     if interrupts is None:
         interrupts = Interrupts()
         interrupts.install()  # first: a signal while the command starts still ends it cleanly (exit 130)
     try:
-        from bulkops.command_stop import run_stop_command
+        from bulkops.cli.command_stop import run_stop_command
 
         code = run_stop_command(interrupts=interrupts, **kw)
     except BulkOpsError as exc:

@@ -3,7 +3,7 @@
     open_input(source)  ->  an `Input` (readline, the file to close, a name for messages, the path)
     Lines(readline, name).records()  ->  (line, fields, problem) for each non-blank record, in order
 
-`bulkops.targets` turns the records into rows (header, validation, de-duplication); `bulkops.rowcount`
+`bulkops.io.targets` turns the records into rows (header, validation, de-duplication); `bulkops.io.rowcount`
 counts them cheaply for a progress total. What is decided here:
 
 Opening

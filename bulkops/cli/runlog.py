@@ -4,7 +4,7 @@
     heartbeat_observer(total, ...)    a `bulkops.run.progress` event every `interval` seconds
 
 On a terminal the summary is the plain text of `RunStats.render()` and progress is the redrawn line
-(`bulkops.progress`). Off a terminal with JSON logs, stderr is a stream of JSON lines that a log shipper
+(`bulkops.cli.progress`). Off a terminal with JSON logs, stderr is a stream of JSON lines that a log shipper
 parses, so plain text in it is noise: the summary becomes one event `bulkops.run.summary` with the figures
 of `RunStats.as_dict()` and the report's path, and a `bulkops.run.progress` event (rows done of the total,
 rows per second since the last one, outcomes, 429s, retries) comes every `--progress-interval` seconds
@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from bulkops.logs import output_logger
-from bulkops.runner import Observer
+from bulkops.cli.runner import Observer
 from bulkops.summary import RunStats
 
 SUMMARY_EVENT = "bulkops.run.summary"

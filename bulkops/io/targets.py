@@ -5,7 +5,7 @@
 A row becomes a `Target` (valid, first of its (project_id, id): send it) or a final `Result`: `invalid`
 (never sent; `error_code` is a tool code, `error_msg` the reason) or `skipped` (a duplicate, naming the first
 line). `line` is the 1-based physical line where the row starts. The rules are the contract's "Input" section;
-reading lines, encodings and CSV quoting is `bulkops.csvrows` (a line that cannot be read is one `invalid`
+reading lines, encodings and CSV quoting is `bulkops.io.csvrows` (a line that cannot be read is one `invalid`
 row); what the rest leaves open is decided here:
 
 Opening
@@ -50,7 +50,7 @@ from typing import BinaryIO, Final
 
 import structlog
 
-from bulkops.csvrows import BLANKS, TOO_LONG, Lines, Record, Source, open_input
+from bulkops.io.csvrows import BLANKS, TOO_LONG, Lines, Record, Source, open_input
 from bulkops.errors import ConfigError, InputError
 from bulkops.models import (
     DUPLICATE,
@@ -62,8 +62,8 @@ from bulkops.models import (
     Result,
     Target,
 )
-from bulkops.rowcount import count_path
-from bulkops.seen import SeenIndex
+from bulkops.io.rowcount import count_path
+from bulkops.io.seen import SeenIndex
 from bulkops.validation import INSTANCE_ID_RE, PROJECT_ID_RE, is_valid_instance_id, is_valid_project_id
 
 __all__ = [

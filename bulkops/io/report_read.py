@@ -40,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.errors import ReportError
-from bulkops.linebits import LineBits
+from bulkops.io.linebits import LineBits
 from bulkops.models import DUPLICATE, Outcome
-from bulkops.outcomes import NON_RETRYABLE_CODES, NON_RETRYABLE_STATUSES
-from bulkops.resume import parse_record
-from bulkops.seen import SeenIndex
+from bulkops.cloud.outcomes import NON_RETRYABLE_CODES, NON_RETRYABLE_STATUSES
+from bulkops.io.resume import parse_record
+from bulkops.io.seen import SeenIndex
 
 _SUCCESS = frozenset(o.value for o in Outcome if o.succeeded)
 _SAMPLE_CHARS = 200

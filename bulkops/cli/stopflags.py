@@ -15,10 +15,10 @@ from typing import Any
 
 import structlog
 
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
 from bulkops.options import Options, RateLimit, RetryPolicy, parse_rate
-from bulkops.regions import endpoint_for
+from bulkops.cloud.regions import endpoint_for
 
 log = structlog.get_logger("bulkops.cli")
 

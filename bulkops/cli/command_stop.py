@@ -21,13 +21,13 @@ import click
 import structlog
 
 from bulkops import logs
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError, ReportError
-from bulkops.interrupts import Interrupts
+from bulkops.cli.interrupts import Interrupts
 from bulkops.models import Result, Target
 from bulkops.options import Options
-from bulkops.plan import Setting, make_plan
-from bulkops.preflight import (
+from bulkops.cli.plan import Setting, make_plan
+from bulkops.cloud.preflight import (
     NO_CREDENTIALS,
     check_credentials,
     check_endpoint,
@@ -35,18 +35,18 @@ from bulkops.preflight import (
     credential_kind,
     is_loopback,
 )
-from bulkops.report import ReportWriter, default_report_path
-from bulkops.reportfile import already_exists, check_path, open_report, shown
-from bulkops.reportmeta import check_resume, has_meta, identify, remove_meta, write_meta
-from bulkops.resume import ResumeState, load_resume, utc_now
-from bulkops.rowcount import count_rows
-from bulkops.stopflags import build_options, resolve_endpoint
+from bulkops.io.report import ReportWriter, default_report_path
+from bulkops.io.reportfile import already_exists, check_path, open_report, shown
+from bulkops.io.reportmeta import check_resume, has_meta, identify, remove_meta, write_meta
+from bulkops.io.resume import ResumeState, load_resume, utc_now
+from bulkops.io.rowcount import count_rows
+from bulkops.cli.stopflags import build_options, resolve_endpoint
 from bulkops.summary import EXIT_DECLINED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 from bulkops.wording import counted
 
 if TYPE_CHECKING:
-    from bulkops.runner import Observer
+    from bulkops.cli.runner import Observer
 
 log = structlog.get_logger("bulkops.cli")
 
@@ -91,7 +91,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
         if isinstance(ready, int):
             return ready
         undo.pop_all()
-    from bulkops.runner import run_stop
+    from bulkops.cli.runner import run_stop
 
     with tuned_gc():
         stats = anyio.run(
@@ -119,7 +119,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
 
 
 def _summary_mode(kw: dict[str, Any]) -> Any:
-    from bulkops.runlog import summary_mode
+    from bulkops.cli.runlog import summary_mode
 
     return summary_mode(log_format=_log_format(kw), quiet=bool(kw.get("quiet")))
 
@@ -185,7 +185,7 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
         if report.created:
             undo.callback(remove_meta, report_path)
     observer = _observer(kw, input_path, log_writer)
-    from bulkops.runlog import summary_printer
+    from bulkops.cli.runlog import summary_printer
 
     summary = summary_printer(_summary_mode(kw), None if report_path == "-" else report_path)
     return _Prepared(items, options, ReportWriter.on(report), resume, observer, report_path, summary)
@@ -337,13 +337,13 @@ def _observer(kw: dict[str, Any], input_path: str, log_writer: logs.LineWriter) 
     on_tty = sys.stderr.isatty() and not (kw["report_path"] == "-" and sys.stdout.isatty())
     if show or on_tty:
         try:
-            from bulkops.progress import progress_observer
+            from bulkops.cli.progress import progress_observer
         except ImportError:
             return None
         return progress_observer(total, log_writer=log_writer)
     interval = float(kw.get("progress_interval", 30.0) or 0.0)
     if interval <= 0:
         return None
-    from bulkops.runlog import heartbeat_observer
+    from bulkops.cli.runlog import heartbeat_observer
 
     return heartbeat_observer(total, interval)

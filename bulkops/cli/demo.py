@@ -20,12 +20,12 @@ import anyio
 import click
 
 from bulkops import logs
-from bulkops.auth import Credentials
+from bulkops.cloud.auth import Credentials
 from bulkops.options import Options, RateLimit
-from bulkops.report import ReportWriter
-from bulkops.reportmeta import identify, write_meta
-from bulkops.resume import utc_now
-from bulkops.runner import run_stop
+from bulkops.io.report import ReportWriter
+from bulkops.io.reportmeta import identify, write_meta
+from bulkops.io.resume import utc_now
+from bulkops.cli.runner import run_stop
 from bulkops.simulator import (
     AccessKey,
     FaultShares,
@@ -36,7 +36,7 @@ from bulkops.simulator import (
     write_csv,
 )
 from bulkops.summary import RunStats
-from bulkops.targets import read_targets
+from bulkops.io.targets import read_targets
 from bulkops.wording import counted
 
 _BAD_ROWS = (

@@ -26,11 +26,11 @@ import structlog
 
 from bulkops.engine import Run, stop_instances
 from bulkops.errors import ReportError
-from bulkops.interrupts import Interrupts
+from bulkops.cli.interrupts import Interrupts
 from bulkops.models import Result, Target
 from bulkops.options import Options
-from bulkops.report import ReportWriter
-from bulkops.resume import ResumeState
+from bulkops.io.report import ReportWriter
+from bulkops.io.resume import ResumeState
 from bulkops.summary import RunStats
 
 log = structlog.get_logger("bulkops.runner")
@@ -126,7 +126,7 @@ async def run_stop(
 
     Signals are handled through `interrupts` (the command line's, installed when it started); with
     `handle_signals` and none given, handlers are installed for the length of the run. `summary`, when
-    given, writes the summary instead of its plain text on `summary_stream` (see `bulkops.runlog`).
+    given, writes the summary instead of its plain text on `summary_stream` (see `bulkops.cli.runlog`).
     """
     observer = observer or Observer()
     stats = RunStats(tallied_by_writer=True)

@@ -9,7 +9,7 @@ not succeed. A success is never undone: once the API took the stop, sending it a
 A torn last line (a kill in mid-write) is cut off and the file repaired, but only after at least one whole
 record; any other unreadable line, a record whose `line` is not 1..MAX_LINE, or a file that is not a
 bulkops report, is a `ReportError` (exit 2), never a silent overwrite. `parse_record` is the one check of
-a record's shape, for this index and for `bulkops.report_read`.
+a record's shape, for this index and for `bulkops.io.report_read`.
 
 `utc_now()` is the `finished_at` of every record (the engine stamps results with it, the writer fills it
 in where a result has none); it lives here, below both, so that neither imports the other.
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.errors import ReportError
-from bulkops.linebits import LineBits
+from bulkops.io.linebits import LineBits
 from bulkops.models import Outcome
-from bulkops.reportfile import check_path, os_reason, shown
-from bulkops.seen import SeenIndex
+from bulkops.io.reportfile import check_path, os_reason, shown
+from bulkops.io.seen import SeenIndex
 
 __all__ = ["MAX_LINE", "ResumeState", "load_resume", "parse_record", "utc_now"]
 

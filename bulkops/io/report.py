@@ -5,7 +5,7 @@ its batch is written, so a killed process (even SIGKILL) loses at most the recor
 the OS: the rows then in flight. `os.fsync` runs at most once a second (the runner calls it in a worker
 thread) and at close, which covers a machine crash up to that second without paying an fsync per row. A
 failed write (a full disk, a closed pipe) raises once; a file is cut back to its last whole record, so it
-stays a report `--resume` reads (`bulkops.resume`). Opening, checking and locking the file is `reportfile`.
+stays a report `--resume` reads (`bulkops.io.resume`). Opening, checking and locking the file is `reportfile`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import IO, Any
 
 from bulkops.errors import ReportError
 from bulkops.models import Result
-from bulkops.reportfile import ReportFile, open_report, shown
-from bulkops.resume import utc_now
+from bulkops.io.reportfile import ReportFile, open_report, shown
+from bulkops.io.resume import utc_now
 
 FIELDS = (
     "line",
@@ -137,7 +137,7 @@ class ReportWriter:
         """Open, check and lock the report at `path` (`-`: standard output); ReportError with one line if not.
 
         Without `append`, an existing non-empty report is refused rather than overwritten: it may be the
-        checkpoint of an earlier run (use --resume, or another --report). See `bulkops.reportfile`.
+        checkpoint of an earlier run (use --resume, or another --report). See `bulkops.io.reportfile`.
         """
         return cls.on(open_report(path, append=append))
 
