@@ -103,6 +103,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
                 observer=ready.observer,
                 interrupts=interrupts,
                 summary=ready.summary,
+                redis_url=kw.get("redis_url") or None,
             ),
             backend_options=event_loop_options(),
         )
@@ -156,6 +157,8 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
         log.warning("bulkops.transport.insecure", host=host)
     if credentials is None and not is_loopback(host):
         raise ConfigError(NO_CREDENTIALS)
+    if kw.get("redis_url"):
+        _check_redis(kw["redis_url"])
     report_path = kw["report_path"] or default_report_path()
     resuming = bool(kw["resume"])
     if resuming and report_path == "-":
@@ -213,10 +216,26 @@ def _dry_run(kw: dict[str, Any], options: Options, credentials: Any, report_path
                 raise ReportError(f"cannot write --report {shown(report_path)}: permission denied")
             shown_report += " (new)" if kw["report_path"] else " (new; the default name is made per run)"
     plan = make_plan(items, resume=resume)
-    setting = Setting(options.endpoint, credential_kind(credentials), shown_report)
+    shared = _shown_redis(kw.get("redis_url"))
+    setting = Setting(options.endpoint, credential_kind(credentials), shown_report, shared)
     if not kw.get("quiet"):
         click.echo(plan.render(options, setting=setting), err=True)
     return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
+
+
+def _check_redis(url: str) -> None:
+    """`--redis`: Redis answers a ping now (ConfigError, one line, exit 2 if not): nothing is sent otherwise."""
+    from bulkops.redis.client import check_reachable
+
+    anyio.run(lambda: check_reachable(url))
+
+
+def _shown_redis(url: str | None) -> str | None:
+    if not url:
+        return None
+    from bulkops.redis.naming import redact_url
+
+    return redact_url(url)
 
 
 @contextlib.contextmanager

@@ -189,6 +189,16 @@ def _log_format_default() -> str:
     help="Most requests per second in all, across projects (one credential's ceiling): 10, 10/s or 600/min.",
 )
 @click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    envvar="BULKOPS_REDIS_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="Share rate limits with every run naming this Redis (redis://, rediss://, unix://; password "
+    "from the URL or $BULKOPS_REDIS_PASSWORD). Unreachable at start: exit 2; lost mid-run: local pacing.",
+)
+@click.option(
     "--concurrency",
     type=int,
     default=64,

@@ -40,6 +40,8 @@ class Setting:
     endpoint: str
     credentials: str
     report: str
+    shared: str | None = None
+    """The Redis the limits are shared through (its URL without a password), if any."""
 
 
 @dataclass
@@ -101,6 +103,8 @@ class Plan:
             lines.append(f"  endpoint: {setting.endpoint}")
             lines.append(f"  credentials: {setting.credentials}")
             lines.append(f"  report: {setting.report}")
+            if setting.shared is not None:
+                lines.append(f"  limits shared through: {setting.shared} (reachable)")
         for project, rows in sorted(self.per_project.items())[:max_projects]:
             limit = options.rate_for(project)
             lines.append(

@@ -72,9 +72,10 @@ class Worker:
             job.first_at = now
             self.budgets.get(project_id).on_request()
         stats = self.stats
-        sent = now
         records = self.records
         records.awaiting_poll.discard(job)
+        await self.limiter.admit(project_id)  # a shared limiter's slot (a local one's is taken already)
+        sent = clock.monotonic()
         if job.polling:
             reply = await self.client.show(t.project_id, t.id)
             stats.polls_sent += 1
