@@ -129,7 +129,7 @@ async def run_stop(
     given, writes the summary instead of its plain text on `summary_stream` (see `bulkops.cli.runlog`).
     """
     observer = observer or Observer()
-    stats = RunStats(tallied_by_writer=True)
+    stats = RunStats(tallied_by_writer=True, command=options.operation.name)
     recorder = _Recorder(writer, stats, observer)
     own = None
     if handle_signals and interrupts is None:
