@@ -155,3 +155,55 @@ async def test_each_operation_with_wait_against_the_simulator(
         assert {r.error_code for r in results} == {"ModelArts.6307"}
     if name == "reboot" and outcome is Outcome.RUNNING:
         assert {r.status for r in results} == {"RUNNING"}
+
+
+@pytest.mark.anyio
+async def test_simulator_start_and_reboot_state_machine_and_refusals() -> None:
+    """The simulator moves STOPPED -> STARTING -> RUNNING and RUNNING -> REBOOTING -> RUNNING after its
+    delay, and refuses an operation with the code of the instance's status (6305-6308, else 6310)."""
+    from test_simulator import FakeClock, call, find, quiet, serve, show_url
+
+    clock = FakeClock()
+    async with serve(quiet(stop_delay=5.0), clock) as (sim, session):
+
+        async def put(op: str, p: str, i: str) -> tuple[int, str | None, str | None]:
+            status, _, body = await call(session, "PUT", f"{show_url(sim, p, i)}/{op}")
+            return status, body.get("status"), body.get("error_code")
+
+        async def shown(p: str, i: str) -> str:
+            return str((await call(session, "GET", show_url(sim, p, i)))[2]["status"])
+
+        p, stopped = find(sim, "STOPPED")
+        _, running = find(sim, "RUNNING")
+        assert await put("start", p, stopped) == (200, "STARTING", None)
+        assert await put("start", p, stopped) == (400, None, "ModelArts.6306")
+        assert await put("stop", p, stopped) == (400, None, "ModelArts.6306")
+        assert await put("reboot", p, running) == (200, "REBOOTING", None)
+        assert await put("reboot", p, running) == (400, None, "ModelArts.6310")
+        assert (await shown(p, stopped), await shown(p, running)) == ("STARTING", "REBOOTING")
+        clock.advance(5.0)
+        assert (await shown(p, stopped), await shown(p, running)) == ("RUNNING", "RUNNING")
+        assert await put("start", p, running) == (400, None, "ModelArts.6305")
+        _, other = find(sim, "STOPPED", skip=1)
+        assert await put("reboot", p, other) == (400, None, "ModelArts.6307")
+        assert (await put("start", p, sim.inventory.unknown_id(p, 0)))[2] == "ModelArts.6309"
+
+
+@pytest.mark.anyio
+async def test_simulator_throttles_and_faults_start_like_stop() -> None:
+    """A start is throttled (429 APIG.0308) past the project's limit, and a lost answer still starts it."""
+    from test_simulator import FakeClock, call, find, quiet, serve, show_url
+
+    from bulkops.simulator import FaultShares, Limit
+
+    clock = FakeClock()
+    async with serve(quiet(project_limit=Limit(1)), clock) as (sim, session):
+        p, i = find(sim, "STOPPED")
+        _, j = find(sim, "STOPPED", skip=1)
+        first = await call(session, "PUT", f"{show_url(sim, p, i)}/start")
+        second = await call(session, "PUT", f"{show_url(sim, p, j)}/start")
+    assert first[0] == 200 and (second[0], second[2]["error_code"]) == (429, "APIG.0308")
+    async with serve(quiet(faults=FaultShares(applied_then_503=1.0)), clock) as (sim, session):
+        p, i = find(sim, "STOPPED")
+        status, _, _ = await call(session, "PUT", f"{show_url(sim, p, i)}/start")
+        assert status == 503 and sim.instances.status(p, i)[0] == "STARTING"  # type: ignore[index]
