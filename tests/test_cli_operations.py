@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from bulkops.cli import command_stop
 from bulkops.cli.main import main
+from bulkops.io.fromreport import acted_rows
 from bulkops.io.report import ReportWriter
 from bulkops.models import Outcome, Result
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
@@ -138,3 +140,17 @@ def test_report_summarize_abbreviates_already_running(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", "summarize", str(report)], terminal_width=100)
     assert result.exit_code == 0, result.output
     assert "(already = already_running)" in result.output and "running" in result.output
+
+
+def test_demo_ends_with_the_morning_start_from_the_stop_report(tmp_path: Path) -> None:
+    """`bulkops demo` stops, summarizes, then starts from the stop's report: the start's report holds exactly
+    the rows the stop changed, each started."""
+    result = CliRunner().invoke(
+        main, ["demo", "--dir", str(tmp_path), "--projects", "1", "--instances", "8"], env=CLEAN_ENV
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "bulkops report summarize" in result.stderr and "bulkops start --from-report" in result.stderr
+    stop_rows = {(t.project_id, t.id) for t in acted_rows(str(tmp_path / "demo-report.jsonl"))}
+    started = [json.loads(line) for line in (tmp_path / "demo-start-report.jsonl").read_text().splitlines()]
+    assert stop_rows and {(r["project_id"], r["id"]) for r in started} == stop_rows
+    assert {r["outcome"] for r in started} <= {"accepted", "already_running"}
