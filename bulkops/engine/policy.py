@@ -172,7 +172,9 @@ def poll_failed(reply: Reply, name: str = "stop") -> Decision:
     accepted."""
     what = f"HTTP {reply.http_status}" if reply.http_status is not None else "no answer"
     note = poll_note(f"{what}: {reply.error_msg or ''}", name)
-    return Decision(Action.DONE, Outcome.ACCEPTED, overrides={"error_code": reply.error_code, "error_msg": note})
+    return Decision(
+        Action.DONE, Outcome.ACCEPTED, overrides={"error_code": reply.error_code, "error_msg": note}
+    )
 
 
 def poll_note(what: str, name: str = "stop") -> str:

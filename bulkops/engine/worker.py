@@ -1,5 +1,5 @@
-"""One attempt and its verdict: send (the run's operation, or show when polling), classify the reply, let the limiter
-learn from it, ask the policy what follows, and apply the decision (a record, a retry, a poll, a
+"""One attempt and its verdict: send (the run's operation, or show when polling), classify the reply, let
+the limiter learn from it, ask the policy what follows, and apply the decision (a record, a retry, a poll, a
 throttled row back to the front, a denial counted, a project given up).
 
 An exception while handling one row ends that row `failed` (`bulkops.internal_error`), never the run;
