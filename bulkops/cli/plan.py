@@ -9,6 +9,7 @@ The dry run is also the pre-flight check: the command runs every check the real 
 credentials, report, input header, the input a `--resume`d report started from) before it makes the plan,
 and the plan names the endpoint, the kind of credential (never its value) and the report. With `--resume`,
 rows the report already holds (succeeded, or judged invalid/skipped) are counted as done, not as to stop.
+The plan names the operation (`options.operation`): "12 rows to start in 2 projects".
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Plan:
         """The plan for a human."""
         resumed = f", {counted(self.resumed, 'row')} already done in the report" if self.resume else ""
         lines = [
-            f"bulkops dry run: {counted(self.targets, 'row')} to stop in "
+            f"bulkops dry run: {counted(self.targets, 'row')} to {options.operation.name} in "
             f"{counted(len(self.per_project), 'project')}, {self.invalid} invalid, "
             f"{self.skipped} skipped (duplicates){resumed}; nothing was sent"
         ]

@@ -144,7 +144,7 @@ async def run_stop(
     `redis_url`: share the rate limits with every run naming that Redis (`bulkops.redis.share_limits`).
     """
     observer = observer or Observer()
-    stats = RunStats(tallied_by_writer=True)
+    stats = RunStats(tallied_by_writer=True, command=options.operation.name)
     recorder = _Recorder(writer, stats, observer)
     own = None
     if handle_signals and interrupts is None:
