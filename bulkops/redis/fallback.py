@@ -60,7 +60,7 @@ class Fallback:
     def seen(self, project_id: str, reply: Sequence[Any]) -> tuple[float, float, float | None]:
         """Remember what an ACQUIRE reply says (its fields: `scripts.ACQUIRE`): (the wait, the lowest
         configured project rate, the lowest configured global rate or None)."""
-        wait, _rate, low, n, grate, glow, runners, learned, glearned = reply
+        wait, _rate, low, n, grate, glow, runners, learned, glearned = reply[:9]
         self.views[project_id] = SharedView(float(low) * PACING, _number(learned), int(n))
         self.runners = max(1, int(runners))
         if grate:

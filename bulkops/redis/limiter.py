@@ -18,6 +18,8 @@ as the local one: the rate Redis keeps for a project is the total over every run
   to this runner's own estimate (which counts only this runner's successes: a third of the truth when
   three runners share a project), once per `CUT_SPACING` per project (the 429s of one burst are one cut);
 * a `Retry-After` holds the project's shared bucket (a `policy user|app|ip` hint: the credential's);
+* slots are booked `BOOK_SPAN` seconds at a time (one round trip for up to `BOOK_MOST`): one at a time
+  at gateway rates, so that a CPU-bound run does not pay a round trip per request; a 429 drops them;
 * after `RAISE_AFTER` seconds without a 429, a rate learned from bare 429s is raised by `RAISE_STEP`
   (a hinted one is not: the gateway said what it is). Every runner computes the same raise from the
   same shared rate, so several runners raising at once raise it once.
@@ -30,6 +32,7 @@ package's `limits`; redis-py only through it.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +60,11 @@ CUT_SPACING = 1.0
 #: Seconds without a 429 after which a rate learned from bare 429s is raised, and the step.
 RAISE_AFTER = 10.0
 RAISE_STEP = 1.1
+#: Seconds of sending booked in one round trip (at most BOOK_MOST slots): one slot at 20/s, 32 when the
+#: run is CPU-bound; a slot unused for STALE_SLOT seconds past its time is dropped (no burst from it).
+BOOK_SPAN = 0.05
+BOOK_MOST = 32
+STALE_SLOT = 0.05
 #: Seconds the lessons still queued at the end of a run get to reach Redis.
 FLUSH_WITHIN = 2.0
 
@@ -86,25 +94,59 @@ class SharedLimiter:
         self._last_cut: dict[str, float] = {}  # project -> when this runner last cut its shared rate
         self._last_429: dict[str, float] = {}  # project -> the last 429 this runner saw
         self._hinted: set[str] = set()  # projects whose shared rate a hint set
+        self._pool: dict[str, deque[float]] = {}  # project -> slots booked and not used yet (monotonic)
+        self._fetching: dict[str, anyio.Event] = {}  # project -> set when its booking round trip ends
         self.dropped = 0
         """Publications dropped because Redis did not keep up."""
 
     async def admit(self, project_id: str) -> None:
-        """Reserve the request's slot among every runner, and wait for it (see the module)."""
-        options = self.options
-        wait = await self.limits.acquire(
-            project_id, limit=options.rate_for(project_id), global_limit=options.global_rate
-        )
+        """Take a slot booked among every runner, and wait for it (see the module)."""
+        clock = self.clock
+        at = self._pooled(project_id, clock.monotonic())
+        while at is None:
+            fetching = self._fetching.get(project_id)
+            if fetching is not None:  # another worker books this project's next slots: share them
+                await fetching.wait()
+            else:
+                await self._book(project_id)
+            at = self._pooled(project_id, clock.monotonic())
+        now = clock.monotonic()
+        wait = at - now
         if wait > 0.0:
-            clock = self.clock
-            now = clock.monotonic()
             bucket = self.local.bucket_for(project_id, now)
             # The project's next local token comes as this slot does, not one interval after it: the
             # runner then books its next slot as soon as this one is used (one booking in hand).
-            bucket.hold(now, now + wait - 1.0 / bucket.rate)
+            bucket.hold(now, at - 1.0 / bucket.rate)
             await clock.sleep(wait)
         elif project_id not in self._hinted:
             self._maybe_raise(project_id)
+
+    def _pooled(self, project_id: str, now: float) -> float | None:
+        """The next booked slot of the project still good at `now` (stale ones dropped), if any."""
+        pool = self._pool.get(project_id)
+        while pool:
+            at = pool.popleft()
+            if at >= now - STALE_SLOT:
+                return at
+        return None
+
+    async def _book(self, project_id: str) -> None:
+        """Book the project's next slots (`BOOK_SPAN` seconds of them, 1 to `BOOK_MOST`) in one round trip."""
+        options = self.options
+        limit = options.rate_for(project_id)
+        rate = self.limits.rate(project_id) or limit.rate
+        count = max(1, min(BOOK_MOST, math.floor(rate * BOOK_SPAN)))
+        done = self._fetching[project_id] = anyio.Event()
+        try:
+            waits = await self.limits.acquire_many(
+                project_id, count, limit=limit, global_limit=options.global_rate
+            )
+            now = self.clock.monotonic()
+            pool = self._pool.setdefault(project_id, deque())
+            pool.extend(now + w for w in waits)
+        finally:
+            del self._fetching[project_id]
+            done.set()
 
     def learn(self, project_id: str, reply: Reply, *, throttled: bool, sent: float, now: float) -> None:
         """Learn locally (the local limiter's rules), and publish what a 429 taught (see the module)."""
@@ -112,6 +154,7 @@ class SharedLimiter:
         if not throttled:
             return
         self._last_429[project_id] = now
+        self._pool.pop(project_id, None)  # booked at the old pace
         hint = parse_throttle(reply.error_msg)
         shared = hint is not None and hint.shared
         key = GLOBAL if shared else project_id

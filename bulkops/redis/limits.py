@@ -205,19 +205,33 @@ class SharedLimits:
         `limit` is this runner's configured shape for the project (`Options.rate_for`), `global_limit`
         its `--global-rate`, if any. Never raises for Redis trouble (see the module docstring).
         """
+        waits = await self.acquire_many(project_id, 1, limit=limit, global_limit=global_limit)
+        return waits[0]
+
+    async def acquire_many(
+        self, project_id: str, count: int, *, limit: RateLimit, global_limit: RateLimit | None = None
+    ) -> list[float]:
+        """Reserve the next `count` send slots for `project_id` in one round trip: the seconds to sleep
+        before each (ascending). As `acquire` otherwise."""
         if self._acquire_script is None:
             raise RuntimeError("SharedLimits.connect() must be called first")
         if self._up or self._probe_due():
             try:
-                reply = await self._reserve(project_id, limit, global_limit)
+                reply = await self._reserve(project_id, limit, global_limit, count)
             except self._errors as exc:
                 self._went_down(exc)
             else:
                 await self._came_back()
-                return self._shared_answer(project_id, limit, global_limit, reply)
-        return self._fallback.reserve(self._clock.monotonic(), project_id, limit, global_limit)
+                first = self._shared_answer(project_id, limit, global_limit, reply)
+                if count == 1:
+                    return [first]
+                return [max(0.0, float(w)) for w in str(reply[9]).split(",")]
+        now = self._clock.monotonic()
+        return [self._fallback.reserve(now, project_id, limit, global_limit) for _ in range(count)]
 
-    async def _reserve(self, project_id: str, limit: RateLimit, global_limit: RateLimit | None) -> Any:
+    async def _reserve(
+        self, project_id: str, limit: RateLimit, global_limit: RateLimit | None, count: int
+    ) -> Any:
         script = self._acquire_script
         assert script is not None
         keys = self._keys_of.get(project_id)
@@ -244,6 +258,7 @@ class SharedLimits:
                 repr((global_limit or limit).capacity),
                 "" if seed is None else repr(seed),
                 "" if gseed is None else repr(gseed),
+                count,
             ],
         )
 

@@ -32,11 +32,12 @@ local START_MARGIN = """ + repr(START_MARGIN) + """
 #: KEYS: runners, projects, scopes, project hash, project cfg, global hash, global cfg
 #: ARGV: runner, project id, scope, key ttl (ms), runner ttl (s), pacing factor,
 #:       rate, capacity, global rate ('' when none configured), global capacity,
-#:       seed learned project rate (''), seed learned global rate ('')
-#: Returns: wait, project rate, lowest configured project rate, live runners configured for the project,
+#:       seed learned project rate (''), seed learned global rate (''), slots to reserve (1 if absent)
+#: Returns: wait (of the first slot), project rate, lowest configured project rate, live runners
+#:          configured for the project,
 #:          global rate ('' when no global bucket paces), lowest configured global rate ('' when no
 #:          live runner configured one), live runners in the scope, learned project rate (''),
-#:          learned global rate ('')
+#:          learned global rate (''), the waits of every slot reserved (comma-separated)
 ACQUIRE = (
     _COMMON
     + """
@@ -92,19 +93,25 @@ local function bucket(key, rate, cap, seed)
     tat = math.max(tat, now + math.min(cap - 1, math.max(1, math.floor(START_MARGIN / iv + 1e-9))) * iv)
   end
   local at = math.max(now, tat - (cap - 1) * iv, hold)
-  return {key = key, rate = rate, iv = iv, tat = tat, cap = cap, at = at, learned = learned}
+  return {key = key, rate = rate, iv = iv, tat = tat, cap = cap, at = at, hold = hold, learned = learned}
 end
 
-local function commit(b, at)
+-- The slot at `at` is taken: the bucket's next earliest slot.
+local function advance(b, at)
   if b.rate == nil then return end
-  redis.call('HSET', b.key, 'tat', fmt(math.max(b.tat, at) + b.iv), 'iv', fmt(b.iv), 'cap', fmt(b.cap))
+  b.tat = math.max(b.tat, at) + b.iv
+  b.at = math.max(now, b.tat - (b.cap - 1) * b.iv, b.hold)
+end
+
+local function commit(b)
+  if b.rate == nil then return end
+  redis.call('HSET', b.key, 'tat', fmt(b.tat), 'iv', fmt(b.iv), 'cap', fmt(b.cap))
   redis.call('PEXPIRE', b.key, ttl)
 end
 
 local cap = tonumber(ARGV[8])
 local low, n = lowest(KEYS[5], tonumber(ARGV[7]))
 local p = bucket(KEYS[4], low * pacing, cap, ARGV[11])
-local at = p.at
 local g, glow = nil, ''
 local mine_g = nil
 if ARGV[9] ~= '' then mine_g = tonumber(ARGV[9]) end
@@ -116,15 +123,23 @@ if low_g ~= nil or ARGV[12] ~= '' or redis.call('EXISTS', KEYS[6]) == 1 then
     glow = fmt(low_g)
   end
   g = bucket(KEYS[6], grate, tonumber(ARGV[10]), ARGV[12])
-  if g.at > at then at = g.at end
 end
-commit(p, at)
-if g ~= nil then commit(g, at) end
+-- `count` slots in one round trip, each the earliest both buckets allow after the one before.
+local waits = {}
+for i = 1, tonumber(ARGV[13]) or 1 do
+  local at = p.at
+  if g ~= nil and g.at > at then at = g.at end
+  advance(p, at)
+  if g ~= nil then advance(g, at) end
+  waits[i] = fmt(at - now)
+end
+commit(p)
+if g ~= nil then commit(g) end
 local runners = redis.call('ZCOUNT', KEYS[1], alive_after, '+inf')
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
 local function opt(x) if x == nil then return '' end return fmt(x) end
-return {fmt(at - now), fmt(p.rate), fmt(low), n, g and g.rate and fmt(g.rate) or '', glow, runners,
-        opt(p.learned), g and opt(g.learned) or ''}
+return {waits[1], fmt(p.rate), fmt(low), n, g and g.rate and fmt(g.rate) or '', glow, runners,
+        opt(p.learned), g and opt(g.learned) or '', table.concat(waits, ',')}
 """
 )
 
