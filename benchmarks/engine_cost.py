@@ -37,15 +37,15 @@ from typing import IO
 import anyio
 
 from benchmarks import harness
-from bulkops.cloud import api
 from bulkops import logs
 from bulkops.cli.command_stop import event_loop_options, tuned_gc
+from bulkops.cloud import api
 from bulkops.engine import stop_instances
+from bulkops.io.report import ReportWriter
+from bulkops.io.targets import read_targets
 from bulkops.models import Reply
 from bulkops.options import Options, RateLimit
-from bulkops.io.report import ReportWriter
 from bulkops.simulator import answers
-from bulkops.io.targets import read_targets
 
 _BODY = answers.instance_body("3fa85f64-5717-4562-b3fc-2c963f66afa6", "STOPPING", 1_772_366_400_000)
 

@@ -24,11 +24,11 @@ from bulkops.models import Outcome, Result, Target
 if TYPE_CHECKING:
     from bulkops.cloud.auth import Credentials
     from bulkops.engine import Run, stop_instances
-    from bulkops.options import Options, RateLimit, RetryPolicy
     from bulkops.io.report import ReportWriter
     from bulkops.io.resume import ResumeState, load_resume
-    from bulkops.summary import RunStats
     from bulkops.io.targets import read_targets
+    from bulkops.options import Options, RateLimit, RetryPolicy
+    from bulkops.summary import RunStats
 
 __version__ = "0.1.0"
 

@@ -1,10 +1,10 @@
 """The shape of the package: every module imports on its own, no import cycle, short files, layers point down.
 
 The import graph is read from the source (ast), not from `sys.modules`, so that it also sees the imports a
-function makes when it runs (`from bulkops.cloud.api import ...` inside a command) and the lazy-import tables
-(`_LAZY = {"report": ("bulkops.cli.report_cli", "report")}`, read by `importlib.import_module`). An import under
-`if TYPE_CHECKING:` is left out: it never runs. `from bulkops.x import y` is an edge to `bulkops.x`, and to
-`bulkops.x.y` too when that is a module.
+function makes when it runs (`from bulkops.cloud.api import ...` inside a command) and the lazy-import
+tables (`_LAZY = {"report": ("bulkops.cli.report_cli", "report")}`, read by `importlib.import_module`). An
+import under `if TYPE_CHECKING:` is left out: it never runs. `from bulkops.x import y` is an edge to
+`bulkops.x`, and to `bulkops.x.y` too when that is a module.
 """
 
 from __future__ import annotations

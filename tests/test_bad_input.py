@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from bulkops.cloud.api import request_path
 from bulkops.cli.main import main
+from bulkops.cloud.api import request_path
 from bulkops.errors import InputError
+from bulkops.io.targets import read_targets
 from bulkops.models import Result, Target
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig
-from bulkops.io.targets import read_targets
 from bulkops.validation import INSTANCE_ID_RE, PROJECT_ID_RE, is_valid_instance_id, is_valid_project_id
 
 NO_ENV = CLEAN_ENV

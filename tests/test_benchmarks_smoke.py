@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulkops.cloud.auth import Signer, sdk_date
-from bulkops.models import Outcome, Result
 from bulkops.io.report import _dumps, record_line, to_record
+from bulkops.models import Outcome, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 

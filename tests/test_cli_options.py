@@ -17,10 +17,10 @@ from anyio.from_thread import start_blocking_portal
 from click.testing import CliRunner
 
 from bulkops.cli.main import main
-from bulkops.options import RateLimit
-from bulkops.cloud.regions import ENDPOINTS
-from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 from bulkops.cli.stopflags import build_options, resolve_endpoint
+from bulkops.cloud.regions import ENDPOINTS
+from bulkops.options import RateLimit
+from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 
 NO_CREDENTIALS = CLEAN_ENV
 P_A = "a" * 32

@@ -6,8 +6,8 @@ import anyio
 import pytest
 
 from bulkops.clock import Clock, FakeClock, SystemClock
-from bulkops.options import RateLimit
 from bulkops.engine.ratelimit import TokenBucket
+from bulkops.options import RateLimit
 
 pytestmark = pytest.mark.anyio
 

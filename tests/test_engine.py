@@ -15,10 +15,10 @@ from structlog.testing import capture_logs
 
 from bulkops.clock import FakeClock
 from bulkops.engine import Run, stop_instances
-from bulkops.models import CIRCUIT_OPEN, DUPLICATE, INVALID_ID, Outcome, Reply, Result, Target
-from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.engine.ratelimit import PACING_MARGIN
 from bulkops.io.resume import ResumeState
+from bulkops.models import CIRCUIT_OPEN, DUPLICATE, INVALID_ID, Outcome, Reply, Result, Target
+from bulkops.options import Options, RateLimit, RetryPolicy
 
 pytestmark = pytest.mark.anyio
 

@@ -22,11 +22,11 @@ import pytest
 from _reliability import stops_after_success
 
 from bulkops.engine import stop_instances
+from bulkops.io.report import ReportWriter
+from bulkops.io.targets import read_targets
 from bulkops.models import Outcome
 from bulkops.options import Options, RateLimit, RetryPolicy
-from bulkops.io.report import ReportWriter
 from bulkops.simulator import FaultShares, InventorySpec, Limit, SimulatorConfig, run_simulator
-from bulkops.io.targets import read_targets
 
 pytestmark = pytest.mark.anyio
 

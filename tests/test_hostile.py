@@ -30,9 +30,9 @@ import structlog
 from _reliability import CLEAN_ENV, REPO, SimThread, cli_env, count_lines, kill, spawn
 from click.testing import CliRunner
 
+from bulkops.cli.main import main
 from bulkops.cloud.api import DevServerClient
 from bulkops.cloud.auth import Credentials
-from bulkops.cli.main import main
 from bulkops.engine import stop_instances
 from bulkops.errors import InputError
 from bulkops.io.feed import thread_batches

@@ -24,12 +24,12 @@ import pytest
 from _reliability import REPO, SimThread, cli_env, count_lines, kill, spawn
 
 from bulkops.errors import ReportError
-from bulkops.models import Outcome, Result
-from bulkops.options import Options, RateLimit
 from bulkops.io.report import ReportWriter, to_record
 from bulkops.io.resume import load_resume
-from bulkops.simulator import InventorySpec, SimulatorConfig, write_csv
 from bulkops.io.targets import read_targets
+from bulkops.models import Outcome, Result
+from bulkops.options import Options, RateLimit
+from bulkops.simulator import InventorySpec, SimulatorConfig, write_csv
 
 P = "a" * 32
 ID1 = "00000000-0000-4000-8000-000000000001"

@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 
 from bulkops.cli.main import main
 from bulkops.errors import InputError
-from bulkops.models import Result, Target
 from bulkops.io.targets import read_targets
+from bulkops.models import Result, Target
 
 P = "0123456789abcdef0123456789abcdef"
 Q = "fedcba9876543210fedcba9876543210"

@@ -11,9 +11,10 @@ import pytest
 
 from bulkops.cloud.auth import Credentials
 from bulkops.engine import stop_instances
+from bulkops.io.report import FIELDS, ReportWriter
+from bulkops.io.targets import read_targets
 from bulkops.models import Outcome, Result
 from bulkops.options import Options, RateLimit, RetryPolicy
-from bulkops.io.report import FIELDS, ReportWriter
 from bulkops.simulator import (
     AccessKey,
     FaultShares,
@@ -24,7 +25,6 @@ from bulkops.simulator import (
     run_simulator,
     write_csv,
 )
-from bulkops.io.targets import read_targets
 
 pytestmark = pytest.mark.anyio
 

@@ -22,11 +22,11 @@ from click.testing import CliRunner
 
 from bulkops.cli import command_stop
 from bulkops.cli.main import main
-from bulkops.models import Outcome, Result
-from bulkops.options import parse_rate
+from bulkops.cli.runlog import Heartbeat
 from bulkops.io.report import ReportWriter, default_report_path
 from bulkops.io.reportmeta import meta_path
-from bulkops.cli.runlog import Heartbeat
+from bulkops.models import Outcome, Result
+from bulkops.options import parse_rate
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 from bulkops.summary import RunStats
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, Outcome, Reply
 from bulkops.cloud.outcomes import Action, Verdict, classify_show, classify_stop
+from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, Outcome, Reply
 
 DONE = Action.DONE
 

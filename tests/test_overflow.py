@@ -7,8 +7,8 @@ import tempfile
 
 import pytest
 
-from bulkops.models import Target
 from bulkops.engine.overflow import Overflow
+from bulkops.models import Target
 
 
 def iid(n: int) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 
+from bulkops.cloud.outcomes import Action, classify_show, classify_stop
 from bulkops.engine.jobs import Job
 from bulkops.engine.policy import MAX_POLL, Budgets, Decision, circuit_opens, decide
+from bulkops.engine.retry import Backoff
 from bulkops.models import RETRY_BUDGET, THROTTLED, WAIT_TIMEOUT, Outcome, Reply, Target
 from bulkops.options import Options, RetryPolicy
-from bulkops.cloud.outcomes import Action, classify_show, classify_stop
-from bulkops.engine.retry import Backoff
 
 P = "a" * 32
 OK = Reply(200, status="STOPPING", request_id="r")

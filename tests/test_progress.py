@@ -20,9 +20,9 @@ import pytest
 from anyio.from_thread import start_blocking_portal
 
 from bulkops.cli import runner
+from bulkops.cli.progress import CLEAR, Progress, progress_observer, redraw_while_idle, render_line
 from bulkops.logs import LineWriter
 from bulkops.models import Outcome, Result
-from bulkops.cli.progress import CLEAR, Progress, progress_observer, redraw_while_idle, render_line
 from bulkops.simulator import InventorySpec, Simulator, SimulatorConfig, run_simulator, write_csv
 from bulkops.summary import RunStats
 

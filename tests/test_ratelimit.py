@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from bulkops.engine.adaptive import AdaptiveBucket, paced_bucket
 from bulkops.cloud.hints import ThrottleHint, parse_throttle
-from bulkops.options import RateLimit
+from bulkops.engine.adaptive import AdaptiveBucket, paced_bucket
 from bulkops.engine.ratelimit import PACING_MARGIN, TokenBucket
+from bulkops.options import RateLimit
 
 # --- TokenBucket -------------------------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bulkops.errors import ReportError
-from bulkops.models import Outcome, Result
 from bulkops.io.report import FIELDS, ReportWriter, to_record
 from bulkops.io.resume import load_resume
+from bulkops.models import Outcome, Result
 
 P = "a" * 32
 ID1 = "00000000-0000-4000-8000-000000000001"

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from bulkops.cli.main import main
-from bulkops.models import DUPLICATE, Outcome, Result, Target
 from bulkops.io.report import ReportWriter
 from bulkops.io.report_read import ReportDigest, retry_rows
 from bulkops.io.targets import read_targets
+from bulkops.models import DUPLICATE, Outcome, Result, Target
 
 P1 = "a" * 32
 P2 = "b" * 32

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from bulkops.options import RetryPolicy
 from bulkops.engine.retry import RETRY_AFTER_CAP, Backoff, RetryBudget
+from bulkops.options import RetryPolicy
 
 
 def _backoff(seed: int = 0, **kwargs: float) -> Backoff:

@@ -6,10 +6,10 @@ import itertools
 from collections import Counter, defaultdict
 
 from bulkops.engine.adaptive import AdaptiveBucket
-from bulkops.models import Target
-from bulkops.options import RateLimit
 from bulkops.engine.ratelimit import TokenBucket
 from bulkops.engine.scheduler import Scheduler
+from bulkops.models import Target
+from bulkops.options import RateLimit
 
 
 def _targets(projects: list[str], per_project: int) -> list[Target]:

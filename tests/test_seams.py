@@ -8,9 +8,9 @@ import pytest
 
 from bulkops.clock import FakeClock
 from bulkops.engine.limits import LocalLimiter
+from bulkops.io.report import ReportWriter
 from bulkops.models import Outcome, Reply, Result
 from bulkops.options import Options, RateLimit
-from bulkops.io.report import ReportWriter
 
 P = "a" * 32
 

@@ -16,14 +16,14 @@ import redis.asyncio
 from _redis import RedisServer, free_port
 from structlog.testing import capture_logs
 
-from bulkops.cloud.auth import Credentials
-from bulkops.clock import FakeClock
 from bulkops.cli.command_limits import run_limits_command
+from bulkops.clock import FakeClock
+from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
 from bulkops.options import RateLimit
 from bulkops.redis import SharedLimits
-from bulkops.redis.gcra import START_MARGIN
 from bulkops.redis.fallback import PACING
+from bulkops.redis.gcra import START_MARGIN
 from bulkops.redis.limits import KEY_TTL, PROBE_MAX
 from bulkops.redis.naming import PREFIX
 

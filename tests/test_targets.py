@@ -15,19 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bulkops.errors import ConfigError, InputError
 from bulkops.io import csvrows
 from bulkops.io.csvrows import MAX_LINE_BYTES, MAX_RECORD_LINES
-from bulkops.errors import ConfigError, InputError
-from bulkops.models import (
-    DUPLICATE,
-    INVALID_ID,
-    INVALID_PROJECT_ID,
-    INVALID_ROW,
-    MISSING_PROJECT_ID,
-    Outcome,
-    Result,
-    Target,
-)
 from bulkops.io.rowcount import count_rows
 from bulkops.io.seen import SeenIndex
 from bulkops.io.targets import (
@@ -37,6 +27,16 @@ from bulkops.io.targets import (
     is_valid_instance_id,
     is_valid_project_id,
     read_targets,
+)
+from bulkops.models import (
+    DUPLICATE,
+    INVALID_ID,
+    INVALID_PROJECT_ID,
+    INVALID_ROW,
+    MISSING_PROJECT_ID,
+    Outcome,
+    Result,
+    Target,
 )
 
 P = "0123456789abcdef0123456789abcdef"

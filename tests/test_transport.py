@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bulkops.cli.main import main
 from bulkops.cloud.api import DevServerClient, check_endpoint
 from bulkops.cloud.auth import Credentials
-from bulkops.cli.main import main
 from bulkops.engine import stop_instances
 from bulkops.errors import ConfigError
 from bulkops.models import TLS_ERROR, Outcome, Result, Target

@@ -22,14 +22,11 @@ import click
 import structlog
 
 from bulkops import logs
-from bulkops.cloud.auth import Credentials
-from bulkops.errors import ConfigError, ReportError
 from bulkops.cli.inputs import RunInput
 from bulkops.cli.interrupts import Interrupts
-from bulkops.models import Result, Target
-from bulkops.operations import STOP, Operation
-from bulkops.options import Options
 from bulkops.cli.plan import Setting, make_plan
+from bulkops.cli.stopflags import build_options, resolve_endpoint
+from bulkops.cloud.auth import Credentials
 from bulkops.cloud.preflight import (
     NO_CREDENTIALS,
     check_credentials,
@@ -38,11 +35,14 @@ from bulkops.cloud.preflight import (
     credential_kind,
     is_loopback,
 )
+from bulkops.errors import ConfigError, ReportError
 from bulkops.io.report import ReportWriter, default_report_path
 from bulkops.io.reportfile import already_exists, check_path, open_report, shown
 from bulkops.io.reportmeta import check_resume, has_meta, identify, remove_meta, write_meta
 from bulkops.io.resume import ResumeState, load_resume, utc_now
-from bulkops.cli.stopflags import build_options, resolve_endpoint
+from bulkops.models import Result, Target
+from bulkops.operations import STOP, Operation
+from bulkops.options import Options
 from bulkops.summary import EXIT_DECLINED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
 from bulkops.wording import counted
 
@@ -224,7 +224,7 @@ def _dry_run(kw: dict[str, Any], options: Options, credentials: Any, report_path
 
 
 def _check_redis(url: str) -> None:
-    """`--redis`: Redis answers a ping now (ConfigError, one line, exit 2 if not): nothing is sent otherwise."""
+    """`--redis`: Redis answers a ping now (ConfigError, one line, exit 2, nothing sent, if not)."""
     from bulkops.redis.client import check_reachable
 
     anyio.run(lambda: check_reachable(url))

@@ -23,16 +23,17 @@ import anyio
 import click
 
 from bulkops import logs
-from bulkops.cloud.auth import Credentials
-from bulkops.options import Options, RateLimit
-from bulkops.io.report import ReportWriter
-from bulkops.io.reportmeta import identify, write_meta
-from bulkops.io.resume import utc_now
 from bulkops.cli.report_cli import render_summary
 from bulkops.cli.runner import run_stop
+from bulkops.cloud.auth import Credentials
 from bulkops.io.fromreport import acted_rows
+from bulkops.io.report import ReportWriter
 from bulkops.io.report_read import summarize
+from bulkops.io.reportmeta import identify, write_meta
+from bulkops.io.resume import utc_now
+from bulkops.io.targets import read_targets
 from bulkops.operations import START
+from bulkops.options import Options, RateLimit
 from bulkops.simulator import (
     AccessKey,
     FaultShares,
@@ -43,7 +44,6 @@ from bulkops.simulator import (
     write_csv,
 )
 from bulkops.summary import RunStats
-from bulkops.io.targets import read_targets
 from bulkops.wording import counted
 
 _BAD_ROWS = (

@@ -32,14 +32,12 @@ _LAZY = {
     "demo": ("bulkops.cli.demo", "demo"),
     "report": ("bulkops.cli.report_cli", "report"),
     "limits": ("bulkops.cli.command_limits", "limits_command"),
-    "limits": ("bulkops.cli.command_limits", "limits_command"),
 }
 # Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
 _LAZY_HELP = {
     "simulate": "Run a local simulator of the DevServer API, for rehearsals and tests.",
     "demo": "Rehearse a bulk stop and the morning's start end to end against the built-in simulator.",
     "report": "Read a report: summarize it, or list the rows to retry.",
-    "limits": "Show the limits runners share through Redis (--redis URL).",
     "limits": "Show the limits runners share through Redis (--redis URL).",
 }
 

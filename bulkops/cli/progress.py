@@ -38,8 +38,8 @@ from typing import TextIO
 
 import anyio
 
-from bulkops.logs import LineWriter
 from bulkops.cli.runner import Observer
+from bulkops.logs import LineWriter
 from bulkops.summary import RunStats
 from bulkops.wording import counted
 

@@ -22,10 +22,10 @@ from typing import TextIO, TypeVar
 import click
 
 from bulkops.cli.errorline import fail
-from bulkops.errors import BulkOpsError
-from bulkops.models import Outcome
 from bulkops.cloud.outcomes import NON_RETRYABLE_CODES
+from bulkops.errors import BulkOpsError
 from bulkops.io.report_read import ReportDigest, retry_rows, summarize
+from bulkops.models import Outcome
 from bulkops.wording import counted
 
 T = TypeVar("T")

@@ -26,8 +26,8 @@ from typing import Any
 
 import click
 
-from bulkops.logs import output_logger
 from bulkops.cli.runner import Observer
+from bulkops.logs import output_logger
 from bulkops.summary import RunStats
 
 SUMMARY_EVENT = "bulkops.run.summary"

@@ -24,14 +24,14 @@ from typing import Any, TextIO
 import anyio
 import structlog
 
+from bulkops.cli.interrupts import Interrupts
 from bulkops.engine import Run, stop_instances
 from bulkops.engine.run import LimiterFactory
 from bulkops.errors import ReportError
-from bulkops.cli.interrupts import Interrupts
-from bulkops.models import Result, Target
-from bulkops.options import Options
 from bulkops.io.report import ReportWriter
 from bulkops.io.resume import ResumeState
+from bulkops.models import Result, Target
+from bulkops.options import Options
 from bulkops.summary import RunStats
 
 log = structlog.get_logger("bulkops.runner")

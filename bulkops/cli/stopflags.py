@@ -16,10 +16,10 @@ from typing import Any
 import structlog
 
 from bulkops.cloud.auth import Credentials
+from bulkops.cloud.regions import endpoint_for
 from bulkops.errors import ConfigError
 from bulkops.operations import STOP
 from bulkops.options import Options, RateLimit, RetryPolicy, parse_rate
-from bulkops.cloud.regions import endpoint_for
 
 log = structlog.get_logger("bulkops.cli")
 

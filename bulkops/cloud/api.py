@@ -44,11 +44,11 @@ from yarl import URL
 
 from bulkops.cloud.auth import Credentials, auth_headers, signer_for
 from bulkops.cloud.deadlines import Deadlines
+from bulkops.cloud.preflight import FD_RESERVE, check_credentials, check_open_files
+from bulkops.cloud.preflight import check_endpoint as _preflight_endpoint
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
 from bulkops.operations import STOP, Operation
-from bulkops.cloud.preflight import FD_RESERVE, check_credentials, check_open_files
-from bulkops.cloud.preflight import check_endpoint as _preflight_endpoint
 from bulkops.redact import Redactor, request_forms
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 
@@ -91,8 +91,8 @@ def operation_path(op: Operation, project_id: str, instance_id: str) -> str:
 
 
 def check_endpoint(endpoint: str, *, insecure: bool = False) -> tuple[URL, bool]:
-    """`bulkops.cloud.preflight.check_endpoint`'s rules; returns (URL, whether plain HTTP to a non-loopback host
-    was allowed)."""
+    """`preflight.check_endpoint`'s rules; returns (URL, whether plain HTTP to a non-loopback host was
+    allowed)."""
     _, plain_remote = _preflight_endpoint(endpoint, insecure=insecure)
     try:
         url = URL(endpoint)

@@ -46,8 +46,8 @@ from __future__ import annotations
 import math
 
 from bulkops.cloud.hints import MIN_HINT_RATE, ThrottleHint
-from bulkops.options import RateLimit
 from bulkops.engine.ratelimit import TokenBucket, paced
+from bulkops.options import RateLimit
 
 #: Multiplicative decrease: the rate after a bare 429, as a share of the rate that was throttled.
 BETA = 0.7

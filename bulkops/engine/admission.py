@@ -24,12 +24,12 @@ import anyio
 from bulkops.clock import Clock
 from bulkops.engine.jobs import Flow, Job, Targets
 from bulkops.engine.limits import LocalLimiter
+from bulkops.engine.overflow import Overflow
 from bulkops.engine.records import Records, ResumeState, validated
+from bulkops.engine.scheduler import Scheduler
 from bulkops.io.feed import thread_batches
 from bulkops.models import Result, Target
 from bulkops.options import Options
-from bulkops.engine.overflow import Overflow
-from bulkops.engine.scheduler import Scheduler
 
 READ_BATCH = 512
 PROJECT_QUEUE = 256  # rows of one project held in memory; the rest wait in the overflow

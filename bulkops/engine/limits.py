@@ -21,13 +21,13 @@ from collections.abc import Callable
 
 import structlog
 
-from bulkops.engine.adaptive import AdaptiveBucket, paced_bucket
 from bulkops.clock import Clock
 from bulkops.cloud.hints import ThrottleHint, parse_throttle
-from bulkops.models import Reply
-from bulkops.options import Options, RateLimit
+from bulkops.engine.adaptive import AdaptiveBucket, paced_bucket
 from bulkops.engine.ratelimit import TokenBucket
 from bulkops.engine.retry import RETRY_AFTER_CAP, THROTTLE_FLOOR
+from bulkops.models import Reply
+from bulkops.options import Options, RateLimit
 
 log = structlog.get_logger("bulkops.engine")
 

@@ -14,7 +14,7 @@ every tail is flushed as a (short) chunk. Disk grows with the rows spilled (abou
 freed when the run ends; `limit` bounds it (the reader waits once `limit` rows are spilled).
 
 A disk that refuses the spill (full, `ulimit -f`, quota) does not end the run: the rows that could not be
-written stay in their tails, in memory, in order; nothing more is written; a `bulkops.engine.overflow.unwritable`
+written stay in their tails, in memory, in order; nothing more is written; a `bulkops.overflow.unwritable`
 warning says so once; and `full` holds the reader back once the tails reach `max_tail_rows`, so memory
 stays bounded and the run goes on at the pace the in-memory rows allow (`test_overflow.py`).
 """

@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bulkops.cloud.outcomes import Action, Verdict
 from bulkops.engine.jobs import Job
+from bulkops.engine.retry import Backoff, RetryBudget
 from bulkops.models import RETRY_BUDGET, THROTTLED, WAIT_TIMEOUT, Outcome, Reply
 from bulkops.options import Options
-from bulkops.cloud.outcomes import Action, Verdict
-from bulkops.engine.retry import Backoff, RetryBudget
 
 MAX_POLL = 30.0  # the longest wait between two polls of one instance
 

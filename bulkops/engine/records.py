@@ -18,8 +18,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from bulkops.clock import Clock
 from bulkops.engine.jobs import Job
-from bulkops.models import ALREADY, INVALID_ID, INVALID_PROJECT_ID, Outcome, Result, Target
 from bulkops.io.resume import ResumeState, utc_now
+from bulkops.models import ALREADY, INVALID_ID, INVALID_PROJECT_ID, Outcome, Result, Target
 from bulkops.summary import RunStats
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
 

@@ -22,15 +22,15 @@ import random
 import structlog
 
 from bulkops.clock import Clock
+from bulkops.cloud.outcomes import Action, classify_act, classify_show
 from bulkops.engine.jobs import Client, Flow, Job, sender
 from bulkops.engine.policy import Budgets, circuit_opens, decide, poll_note
 from bulkops.engine.records import Records
+from bulkops.engine.retry import Backoff
 from bulkops.engine.seams import Limiter, WorkSource
 from bulkops.models import CIRCUIT_OPEN, INTERNAL_ERROR, Outcome
 from bulkops.options import Options
-from bulkops.cloud.outcomes import Action, classify_act, classify_show
 from bulkops.redact import Redactor
-from bulkops.engine.retry import Backoff
 
 log = structlog.get_logger("bulkops.engine")
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from bulkops.errors import ReportError
-from bulkops.models import Result
 from bulkops.io.reportfile import ReportFile, open_report, shown
 from bulkops.io.resume import utc_now
+from bulkops.models import Result
 
 FIELDS = (
     "line",

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bulkops.cloud.outcomes import NON_RETRYABLE_CODES, NON_RETRYABLE_STATUSES
 from bulkops.errors import ReportError
 from bulkops.io.linebits import LineBits
-from bulkops.models import DUPLICATE, Outcome
-from bulkops.cloud.outcomes import NON_RETRYABLE_CODES, NON_RETRYABLE_STATUSES
 from bulkops.io.resume import parse_record
 from bulkops.io.seen import SeenIndex
+from bulkops.models import DUPLICATE, Outcome
 
 _SUCCESS = frozenset(o.value for o in Outcome if o.succeeded)
 _SAMPLE_CHARS = 200

@@ -15,7 +15,7 @@ Why a sidecar and not a first header record in the report: the report stays what
 record per input row, so every reader (`bulkops report`, `--resume`, `jq`, `wc -l`, the Python API's
 `ReportWriter` users) keeps working unchanged, and a report written by an older bulkops or by the Python
 API is still a report. The cost is a second file to keep next to the report; a report without one is
-resumed with a warning (`bulkops.io.resume.unchecked`), never refused.
+resumed with a warning (`bulkops.resume.unchecked`), never refused.
 
 The fingerprint is the SHA-256 of the whole file, streamed in 1 MiB pieces (constant memory; about 0.1 s
 for a million rows), plus its size. Standard input and FIFOs have none (reading them would consume them):

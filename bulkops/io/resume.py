@@ -26,9 +26,9 @@ from typing import Any
 
 from bulkops.errors import ReportError
 from bulkops.io.linebits import LineBits
-from bulkops.models import Outcome
 from bulkops.io.reportfile import check_path, os_reason, shown
 from bulkops.io.seen import SeenIndex
+from bulkops.models import Outcome
 
 __all__ = ["MAX_LINE", "ResumeState", "load_resume", "parse_record", "utc_now"]
 

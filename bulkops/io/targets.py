@@ -50,8 +50,10 @@ from typing import BinaryIO, Final
 
 import structlog
 
-from bulkops.io.csvrows import BLANKS, TOO_LONG, Lines, Record, Source, open_input
 from bulkops.errors import ConfigError, InputError
+from bulkops.io.csvrows import BLANKS, TOO_LONG, Lines, Record, Source, open_input
+from bulkops.io.rowcount import count_path
+from bulkops.io.seen import SeenIndex
 from bulkops.models import (
     DUPLICATE,
     INVALID_ID,
@@ -62,8 +64,6 @@ from bulkops.models import (
     Result,
     Target,
 )
-from bulkops.io.rowcount import count_path
-from bulkops.io.seen import SeenIndex
 from bulkops.validation import INSTANCE_ID_RE, PROJECT_ID_RE, is_valid_instance_id, is_valid_project_id
 
 __all__ = [

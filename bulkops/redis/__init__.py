@@ -1,6 +1,7 @@
 """Limits shared between runners through Redis (`bulkops stop --redis URL`, `bulkops limits`).
 
-    limits      SharedLimits: acquire a send slot, learn from the gateway, heartbeat; the local fallback
+    limiter     SharedLimiter: the engine's Limiter over Redis (`share_limits`, `stop_instances(limiter=)`)
+    limits      SharedLimits: acquire send slots, learn from the gateway, heartbeat; the local fallback
     scripts     the Lua scripts (GCRA reservation, learning, heartbeat), one round trip each
     gcra        the algorithm in Python (the fallback's buckets run it; the scripts mirror it)
     fallback    what a runner remembers of the shared state, and its local buckets while Redis is away
@@ -14,7 +15,15 @@ Nothing in bulkops imports this package unless Redis is asked for. Design: docs/
 
 from __future__ import annotations
 
-from bulkops.redis.limits import SharedLimits, open_shared_limits
+from bulkops.redis.limiter import SharedLimiter, open_shared_limits, share_limits
+from bulkops.redis.limits import SharedLimits
 from bulkops.redis.snapshot import SharedProject, read_snapshot
 
-__all__ = ["SharedLimits", "SharedProject", "open_shared_limits", "read_snapshot"]
+__all__ = [
+    "SharedLimiter",
+    "SharedLimits",
+    "SharedProject",
+    "open_shared_limits",
+    "read_snapshot",
+    "share_limits",
+]

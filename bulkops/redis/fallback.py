@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bulkops.options import RateLimit
 from bulkops.engine.ratelimit import PACING_MARGIN
+from bulkops.options import RateLimit
 from bulkops.redis.gcra import LocalGcra
 
 #: Share of a configured rate that is sent (see "Pacing" in `ratelimit`): the shared buckets pace too.

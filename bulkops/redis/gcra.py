@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 
-
 #: Seconds of sending a bucket never banks (at least one token, at most all but one): a burst after an
 #: idle spell, from runners that start together, reaches the gateway late and out of order (new
 #: connections, processes starting, other runners' requests between), while the gateway's own bucket of

@@ -42,6 +42,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from bulkops.clock import Clock
+from bulkops.cloud.auth import Credentials
 from bulkops.cloud.hints import parse_throttle
 from bulkops.engine.adaptive import BETA, AdaptiveBucket
 from bulkops.engine.limits import LocalLimiter
@@ -49,7 +50,7 @@ from bulkops.engine.retry import RETRY_AFTER_CAP
 from bulkops.models import Reply
 from bulkops.options import Options
 from bulkops.redis.fallback import GLOBAL
-from bulkops.redis.limits import SharedLimits, open_shared_limits
+from bulkops.redis.limits import SharedLimits
 
 log = structlog.get_logger("bulkops.redis")
 
@@ -230,3 +231,28 @@ async def share_limits(
             finally:
                 send.close()  # the publisher sends what is left, for at most FLUSH_WITHIN seconds
                 tg.cancel_scope.deadline = anyio.current_time() + FLUSH_WITHIN
+
+
+@asynccontextmanager
+async def open_shared_limits(
+    url: str,
+    *,
+    endpoint: str,
+    credentials: Credentials | None,
+    password: str | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[SharedLimits]:
+    """`SharedLimits` connected, its heartbeat running in a task group of the block; closed on the way out
+    (cancellation included)."""
+    limits = SharedLimits(url, endpoint=endpoint, credentials=credentials, password=password, clock=clock)
+    await limits.connect()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(limits.run)
+            try:
+                yield limits
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await limits.aclose()

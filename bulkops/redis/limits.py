@@ -8,7 +8,7 @@
     await limits.learn(project_id, rate=9.8, hold_for=None, shared=False, throttled=True)
     await limits.aclose()                     # leave: the other runners stop counting this one
 
-or `async with open_shared_limits(url, endpoint=..., credentials=...) as limits:` for all of it.
+or `async with limiter.open_shared_limits(url, endpoint=..., credentials=...) as limits:` for all of it.
 
 One round trip per acquire (`ACQUIRE`): a GCRA reservation (see `gcra`) in the project's bucket
 and, when one applies, the credential's global bucket, on Redis time, returning the wait. The rate is the
@@ -30,15 +30,13 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import structlog
 
-from bulkops.cloud.auth import Credentials
 from bulkops.clock import Clock, SystemClock
+from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
 from bulkops.options import RateLimit
 from bulkops.redis.client import ENV_PASSWORD, open_client, reason, redis_errors
@@ -380,28 +378,3 @@ class SharedLimits:
         if self._client is None:
             raise RuntimeError("SharedLimits.connect() must be called first")
         return await read_snapshot(self._client, scope=self.keys.scope, runner_ttl=RUNNER_TTL)
-
-
-@asynccontextmanager
-async def open_shared_limits(
-    url: str,
-    *,
-    endpoint: str,
-    credentials: Credentials | None,
-    password: str | None = None,
-    clock: Clock | None = None,
-) -> AsyncIterator[SharedLimits]:
-    """`SharedLimits` connected, its heartbeat running in a task group of the block; closed on the way out
-    (cancellation included)."""
-    limits = SharedLimits(url, endpoint=endpoint, credentials=credentials, password=password, clock=clock)
-    await limits.connect()
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(limits.run)
-            try:
-                yield limits
-            finally:
-                tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            await limits.aclose()

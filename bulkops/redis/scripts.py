@@ -20,14 +20,18 @@ from __future__ import annotations
 
 from bulkops.redis.gcra import START_MARGIN
 
-_COMMON = """
+_COMMON = (
+    """
 local function now_s()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local function fmt(x) return string.format('%.17g', x) end
-local START_MARGIN = """ + repr(START_MARGIN) + """
+local START_MARGIN = """
+    + repr(START_MARGIN)
+    + """
 """
+)
 
 #: KEYS: runners, projects, scopes, project hash, project cfg, global hash, global cfg
 #: ARGV: runner, project id, scope, key ttl (ms), runner ttl (s), pacing factor,
