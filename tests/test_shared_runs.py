@@ -34,19 +34,28 @@ def _config() -> SimulatorConfig:
     return SimulatorConfig(seed=7, inventory=spec, auth_enabled=False, project_limit=Limit(LIMIT))
 
 
-def _thirds(sim: object, tmp_path: Path) -> list[Path]:
-    """The fleet's rows dealt round-robin into three disjoint input files."""
-    rows = [
+def _rows(sim: object) -> list[str]:
+    """The fleet as input lines (project_id,id)."""
+    return [
         f"{project},{instance}\n"
         for project in sim.inventory.project_ids  # type: ignore[attr-defined]
         for instance, _status in sim.inventory.iter_instances(project)  # type: ignore[attr-defined]
     ]
+
+
+def _thirds(sim: object, tmp_path: Path) -> list[Path]:
+    """The fleet's rows dealt round-robin into three disjoint input files."""
+    rows = _rows(sim)
     paths = []
     for k in range(3):
         path = tmp_path / f"part{k}.csv"
         path.write_text("project_id,id\n" + "".join(rows[k::3]))
         paths.append(path)
     return paths
+
+
+def _stop_args(inp: Path, url: str, report: Path) -> list[str]:
+    return ["stop", str(inp), "--endpoint", url, "--rate", str(LIMIT), "--yes", "--report", str(report)]
 
 
 def _run_all(
@@ -142,8 +151,7 @@ def test_redis_killed_mid_run_and_restarted_loses_no_row_and_resends_no_success(
     a success."""
     with SimThread(_config()) as sim:
         inp = tmp_path / "all.csv"
-        inp.write_text("".join(p.read_text() if k == 0 else p.read_text().split("\n", 1)[1]
-                               for k, p in enumerate(_thirds(sim, tmp_path))))  # fmt: skip
+        inp.write_text("project_id,id\n" + "".join(_rows(sim)))
         report = tmp_path / "r.jsonl"
         args = [
             "stop",
