@@ -87,11 +87,11 @@ local function bucket(key, rate, cap, seed)
   local tat, old = tonumber(s[1]), tonumber(s[2])
   if tat == nil then
     tat = now
-    -- Held before its first request: no burst after the hold either.
-    if hold > now then tat = math.max(tat, hold + (cap - 1) * iv) end
   elseif old ~= nil and old ~= iv and tat > now then
     tat = now + (tat - now) * iv / old
   end
+  -- Held (a Retry-After): nothing before the hold's end, and no burst after it.
+  if hold > now then tat = math.max(tat, hold + (cap - 1) * iv) end
   -- Never more than `cap - held` banked (see gcra.held_back): a burst leaves START_MARGIN of slack.
   if cap >= 2 then
     tat = math.max(tat, now + math.min(cap - 1, math.max(1, math.floor(START_MARGIN / iv + 1e-9))) * iv)
@@ -157,7 +157,7 @@ LEARN = (
     + """
 local now = now_s()
 local t, ttl = KEYS[1], tonumber(ARGV[4])
-local s = redis.call('HMGET', t, 'learned', 'cut_at', 'hold', 'tat', 'iv', 'cap')
+local s = redis.call('HMGET', t, 'learned', 'cut_at', 'hold')
 local learned = tonumber(s[1])
 if ARGV[1] ~= '' then
   local rate = tonumber(ARGV[1])
@@ -174,12 +174,7 @@ if ARGV[2] ~= '' then
   local till = now + tonumber(ARGV[2])
   if till > hold then
     hold = till
-    redis.call('HSET', t, 'hold', fmt(till))
-    local tat, iv, cap = tonumber(s[4]), tonumber(s[5]), tonumber(s[6])
-    if tat ~= nil and iv ~= nil and cap ~= nil then
-      -- No burst after the pause: the bucket starts again empty at the hold's end.
-      redis.call('HSET', t, 'tat', fmt(math.max(tat, till + (cap - 1) * iv)))
-    end
+    redis.call('HSET', t, 'hold', fmt(till))  -- ACQUIRE starts the bucket empty at the hold's end
   end
 end
 if ARGV[3] == '1' then
