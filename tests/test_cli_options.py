@@ -201,6 +201,7 @@ def test_help_shows_every_environment_variable() -> None:
     envvars = [p.envvar for p in command.params if getattr(p, "envvar", None)]
     assert sorted(str(e) for e in envvars) == [
         "BULKOPS_ENDPOINT",
+        "BULKOPS_REDIS_URL",
         "HUAWEICLOUD_SDK_PROJECT_ID",
         "HUAWEICLOUD_SDK_REGION",
     ]

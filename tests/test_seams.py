@@ -16,17 +16,18 @@ P = "a" * 32
 
 
 @pytest.mark.anyio
-async def test_local_limiter_acquire_takes_a_slot_or_says_how_long_to_wait() -> None:
-    """acquire() is 0.0 while the bucket has tokens, then the wait; nothing is taken while waiting."""
+async def test_local_limiter_admits_at_once_its_buckets_pace_the_work_source() -> None:
+    """admit() never waits (the local work source took the slot from the same buckets); those buckets
+    pace: after the project's one token, the next is 1/rate away."""
     clock = FakeClock()
     options = Options(endpoint="http://x", rate=RateLimit(10.0, 1), rates={P: RateLimit(10.0, 1)})
     limiter = LocalLimiter(options, clock, {})
-    assert await limiter.acquire(P) == 0.0
-    wait = await limiter.acquire(P)
-    assert wait > 0.0
-    assert await limiter.acquire(P) == pytest.approx(wait)
-    clock.advance(wait)
-    assert await limiter.acquire(P) == 0.0
+    bucket = limiter.bucket_for(P, clock.monotonic())
+    assert bucket.wait_time(clock.monotonic()) == 0.0
+    bucket.take(clock.monotonic())
+    await limiter.admit(P)
+    assert clock.monotonic() == 0.0
+    assert bucket.wait_time(clock.monotonic()) == pytest.approx(1 / (10.0 * 0.99))
 
 
 @pytest.mark.anyio
@@ -35,7 +36,7 @@ async def test_local_limiter_learns_from_a_429_hint() -> None:
     clock = FakeClock()
     learned: dict[str, float] = {}
     limiter = LocalLimiter(Options(endpoint="http://x", rate=RateLimit(100.0)), clock, learned)
-    assert await limiter.acquire(P) == 0.0
+    await limiter.admit(P)
     hint = Reply(429, error_code="APIG.0308", error_msg="policy api over ratelimit,limit:5,time:1 second")
     limiter.learn(P, hint, throttled=True, sent=clock.monotonic(), now=clock.monotonic())
     assert limiter.learned_rates()[P] < 6.0
