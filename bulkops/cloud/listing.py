@@ -40,7 +40,8 @@ def list_query(
     sort_key: str | None = None,
     sort_dir: str | None = None,
 ) -> tuple[tuple[str, str], ...]:
-    """The query pairs of one page, in the SDK's order; ValueError (one line) for a value the API refuses."""
+    """The query pairs of one page, sorted by name as the SDK sends them (and as the signature's canonical
+    query orders them); ValueError (one line) for a value the API refuses."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"the page size must be 1 to {MAX_LIMIT}, got {limit}")
     if not 0 <= offset < 2**31:
@@ -51,8 +52,8 @@ def list_query(
         raise ValueError(f"the sort key must be one of {', '.join(SORT_KEYS)}")
     if sort_dir is not None and sort_dir not in SORT_DIRS:
         raise ValueError(f"the sort direction must be one of {', '.join(SORT_DIRS)}")
-    pairs = [(k, v) for k, v in (("owner", owner), ("sort_dir", sort_dir), ("sort_key", sort_key)) if v]
-    return (*pairs, ("limit", str(limit)), ("offset", str(offset)))
+    pairs = (("owner", owner), ("sort_dir", sort_dir), ("sort_key", sort_key))
+    return (("limit", str(limit)), ("offset", str(offset)), *((k, v) for k, v in pairs if v))
 
 
 @dataclasses.dataclass(slots=True, unsafe_hash=True)
