@@ -142,6 +142,8 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
         level="error" if quiet else kw["log_level"],
         secrets=credentials.secrets() if credentials else (),
     )
+    if kw["resume"] and not kw["report_path"]:
+        raise ReportError("--resume needs --report PATH (the report to continue)")
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
     input_path: str = kw["input_path"]
     default_project = kw["project_id"] or None
