@@ -37,7 +37,7 @@ from bulkops.cloud.preflight import (
 )
 from bulkops.io.report import ReportWriter, default_report_path
 from bulkops.io.reportfile import already_exists, check_path, open_report, shown
-from bulkops.io.reportmeta import check_resume, has_meta, identify, remove_meta, write_meta
+from bulkops.io.reportmeta import check_resume, has_meta, identify, note_run, remove_meta, write_meta
 from bulkops.io.resume import ResumeState, load_resume, utc_now
 from bulkops.io.rowcount import count_rows
 from bulkops.cli.stopflags import build_options, resolve_endpoint
@@ -93,6 +93,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
         undo.pop_all()
     from bulkops.cli.runner import run_stop
 
+    started = utc_now()
     with tuned_gc():
         stats = anyio.run(
             lambda: run_stop(
@@ -106,6 +107,8 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
             ),
             backend_options=event_loop_options(),
         )
+    if ready.report_path != "-":
+        note_run(ready.report_path, started=started, ended=utc_now())  # for `report summarize` tickets
     if stats.write_error is not None:
         again = " (--resume sends them again)" if ready.report_path != "-" else ""
         click.echo(
