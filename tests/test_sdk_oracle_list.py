@@ -9,6 +9,7 @@ every request with an empty page and keeps what it got.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,19 +26,20 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer as SdkSigner
 from huaweicloudsdkmodelarts.v1 import ListDevServersRequest, StopDevServerRequest
 from test_sdk_oracle import AK, SK, sdk_client, simulator_thread
+from test_sdk_oracle import CONFIG as STOP_CONFIG
 
 from bulkops.cloud.api import DevServerClient
 from bulkops.cloud.auth import Credentials
 from bulkops.cloud.listing import Page, list_query
-from bulkops.simulator import AccessKey, InventorySpec, Limit, SimulatorConfig
+from bulkops.simulator import InventorySpec, Limit, SimulatorConfig
 from bulkops.simulator.listing import OWNERS, owner_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
 
-CONFIG = SimulatorConfig(
+#: The stop oracle's simulator, with 23 instances: pages of 10 end in a short one.
+CONFIG = dataclasses.replace(
+    STOP_CONFIG,
     inventory=InventorySpec(projects=1, instances_per_project=23, status_mix={"RUNNING": 1.0}, seed=5),
-    access_keys=(AccessKey(AK, SK),),
-    stop_delay=3600.0,
 )
 
 
