@@ -73,11 +73,32 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str) -> float:
 @click.option(
     "--rate", default="10", show_default=True, callback=_rate, metavar="R", help="Most requests per second."
 )
-@click.option("--page-size", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True, metavar="N")
-@click.option("--max-attempts", type=click.IntRange(1), default=5, show_default=True, metavar="N")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=100,
+    show_default=True,
+    metavar="N",
+    help="Per page.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Per page (429s aside).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds for one request.",
+)
 @click.option("--insecure", is_flag=True, help="Allow plain http:// to a non-loopback endpoint.")
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None)
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None, help="Logs on stderr.")
 def list_command(**kw: Any) -> None:
     """List the DevServer instances of projects, as the CSV `bulkops stop` reads.
 
