@@ -263,14 +263,16 @@ def bulkops_stop(
     concurrency: int,
     log_level: str = "warning",
     slow_start: bool = True,
+    operation: str = "stop",
 ) -> list[str]:
     """The command line of a bulkops run, as a user types it (`log_level` debug: the rate changes too).
+    `operation`: the command (`stop`, `start`, `reboot`), which takes the same options.
 
     `slow_start=False` is the user who knows `--rate` is the real limit (`--no-slow-start`): the latency-
     and CPU-bound scenarios, which compare the engine at full speed with clients that have no slow start.
     """
     return [
-        *BULKOPS, "stop", str(csv), "--endpoint", url, "--rate", f"{rate:g}",
+        *BULKOPS, operation, str(csv), "--endpoint", url, "--rate", f"{rate:g}",
         "--concurrency", str(concurrency), "--report", str(report), "--yes", "--no-progress",
         "--log-level", log_level, "--log-format", "json", *([] if slow_start else ["--no-slow-start"]),
     ]  # fmt: skip

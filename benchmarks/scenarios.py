@@ -79,12 +79,15 @@ def _bulkops_run(
     size: Size,
     sim: harness.Server | None = None,
     slow_start: bool = True,
+    operation: str = "stop",
 ) -> dict[str, Any]:
     report = work / f"{name}.jsonl"
     report.unlink(missing_ok=True)
     before = sim.stats() if sim is not None else None
     run = run_client(
-        bulkops_stop(csv, url, report, rate=rate, concurrency=concurrency, slow_start=slow_start),
+        bulkops_stop(
+            csv, url, report, rate=rate, concurrency=concurrency, slow_start=slow_start, operation=operation
+        ),
         name,
         workdir=work,
         timeout=size.timeout,
@@ -173,24 +176,38 @@ def _limited(
     latency: float = 0.05,
     ideal: Callable[[list[int]], float],
     description: str,
+    operation: str = "stop",
+    status: str = "RUNNING",
 ) -> dict[str, Any]:
-    """bulkops against the simulator with per-project limits; the result's bound is the ideal span."""
+    """bulkops against the simulator with per-project limits; the result's bound is the ideal span.
+
+    `operation` is the command run (`stop`; `start` on a fleet all `status` STOPPED): the same engine, so
+    the same bound."""
     projects = len(limits)
     full = work / f"{name}-all.csv"
     ids = harness.make_csv(full, projects=projects, per_project=max(rows), seed=7)
     csv = work / f"{name}.csv"
     harness.trim_csv(full, csv, dict(zip(ids, rows, strict=True)))
     sim_args = ["--seed", "7", "--projects", str(projects), "--instances-per-project", str(max(rows))]
-    sim_args += ["--status-mix", "RUNNING=1", "--latency", str(latency)]
+    sim_args += ["--status-mix", f"{status}=1", "--latency", str(latency)]
     for project, limit in zip(ids, limits, strict=True):
         sim_args += ["--project-rate-limit", f"{project}={limit}"]
     with harness.simulator(sim_args, log=work / f"{name}-server.log") as sim:
-        run = _bulkops_run(name, csv, sim.url, work, rate=rate, concurrency=64, size=size, sim=sim)
+        run = _bulkops_run(
+            name, csv, sim.url, work, rate=rate, concurrency=64, size=size, sim=sim, operation=operation
+        )
     best = ideal(rows)
     return {
         "scenario": name,
         "description": description,
-        "params": {"limits": limits, "rows": rows, "rate": rate, "latency": latency, "concurrency": 64},
+        "params": {
+            "limits": limits,
+            "rows": rows,
+            "rate": rate,
+            "latency": latency,
+            "concurrency": 64,
+            "operation": operation,
+        },
         "bound": {"kind": "ideal seconds", "value": best},
         "runs": [run],
         "ratio_to_bound": best / run["elapsed_s"] if run["elapsed_s"] else 0.0,
@@ -208,11 +225,13 @@ def _ideal_per_second(limits: list[str]) -> Callable[[list[int]], float]:
     return lambda rows: max((r - n) / n for r, n in zip(rows, per, strict=True))
 
 
-def scenario_rate(work: Path, size: Size) -> list[dict[str, Any]]:
+def scenario_rate(
+    work: Path, size: Size, *, name: str = "rate", operation: str = "stop", status: str = "RUNNING"
+) -> list[dict[str, Any]]:
     """Target 1: 8 projects at 25/s, sorted input, 50 ms latency, --rate 25: ideal span, zero 429s."""
     n = size.rate_rows_per_project
     result = _limited(
-        "rate",
+        name,
         work,
         size,
         limits=["25/s"] * 8,
@@ -220,6 +239,8 @@ def scenario_rate(work: Path, size: Size) -> list[dict[str, Any]]:
         rate=25.0,
         ideal=_ideal_per_second(["25/s"] * 8),
         description="8 projects x 25/s, rows sorted by project, 50 ms, --rate 25 (= the server's limit)",
+        operation=operation,
+        status=status,
     )
     run = result["runs"][0]
     result["targets"] = [
@@ -227,6 +248,12 @@ def scenario_rate(work: Path, size: Size) -> list[dict[str, Any]]:
         target("429s", run["throttled"], "<=", 0),
     ]
     return [result]
+
+
+def scenario_start(work: Path, size: Size) -> list[dict[str, Any]]:
+    """Target 1 for `bulkops start` (issue 16): the rate scenario on a STOPPED fleet. The operation is a
+    parameter of the engine, so the same bound and targets hold."""
+    return scenario_rate(work, size, name="start", operation="start", status="STOPPED")
 
 
 def scenario_adaptive(work: Path, size: Size) -> list[dict[str, Any]]:
@@ -601,6 +628,7 @@ def scenario_smoke(work: Path, size: Size) -> list[dict[str, Any]]:
 
 SCENARIOS: dict[str, Callable[[Path, Size], list[dict[str, Any]]]] = {
     "rate": scenario_rate,
+    "start": scenario_start,
     "adaptive": scenario_adaptive,
     "latency": scenario_latency,
     "cpu": scenario_cpu,

@@ -12,7 +12,7 @@ row). Code that needs a changed copy uses `dataclasses.replace`, as it would wit
     Target  one valid row to send: (line, project_id, id)
     Reply   what one HTTP attempt produced: a parsed answer, or a transport failure
     Result  the final record of one input row, exactly as the report writes it
-    Outcome the closed set of final outcomes the contract names
+    Outcome the closed set of final outcomes the contract names (every operation's: bulkops.operations)
 """
 
 from __future__ import annotations
@@ -31,14 +31,21 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     INVALID = "invalid"
     SKIPPED = "skipped"
+    ALREADY_RUNNING = "already_running"
+    RUNNING = "running"
 
     @property
     def succeeded(self) -> bool:
-        """True for the outcomes that mean the instance is stopped or stopping."""
+        """True for the outcomes that mean the operation's goal is reached or on its way (the instance is
+        stopped or stopping after a stop, running or starting after a start)."""
         return self in _SUCCESS
 
 
-_SUCCESS = frozenset({Outcome.ACCEPTED, Outcome.ALREADY_STOPPED, Outcome.STOPPED})
+_SUCCESS = frozenset(
+    {Outcome.ACCEPTED, Outcome.ALREADY_STOPPED, Outcome.STOPPED, Outcome.ALREADY_RUNNING, Outcome.RUNNING}
+)
+#: The successes that keep the API's error code in the report (it says why nothing was sent: 6307, ...).
+ALREADY = frozenset({Outcome.ALREADY_STOPPED, Outcome.ALREADY_RUNNING})
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -89,7 +96,7 @@ class Result:
 
     @property
     def succeeded(self) -> bool:
-        """True when the row needs no further stop."""
+        """True when the row needs no further request (of the run's operation)."""
         return self.outcome.succeeded
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
+from bulkops.operations import STOP, Operation
 
 
 def _positive(name: str, value: float) -> None:
@@ -117,8 +118,12 @@ class Options:
     adaptive: bool = True
     throttle_timeout: float = 900.0
     slow_start: bool = True
+    operation: Operation = STOP
+    """What is done to each instance (`bulkops.operations`: STOP, START, REBOOT)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.operation, Operation):
+            raise ConfigError(f"operation must be a bulkops.operations.Operation, got {self.operation!r}")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"--concurrency must be a whole number of at least 1, got {self.concurrency!r}")
         _positive("--timeout", self.timeout)

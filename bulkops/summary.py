@@ -49,6 +49,7 @@ class RunStats:
     tallied_by_writer: bool = False
     write_error: str | None = None  # why the report could not be written: the run stopped sending (exit 1)
     unrecorded: int = 0  # results that came after a write error: not in the report, sent again by --resume
+    command: str = "stop"  # the operation's name, for the summary's title ("bulkops start: ...")
 
     def count(self, result: Result) -> None:
         """Count one final record (the engine's call, as each result is emitted)."""
@@ -121,7 +122,7 @@ class RunStats:
     def render(self, *, max_projects: int = 20) -> str:
         """A few lines for a human: outcomes, per-project counts, traffic, rate, duration."""
         d = self.as_dict()
-        title = "bulkops stop"
+        title = f"bulkops {self.command}"
         state = " (interrupted: run again with --resume to continue)" if self.interrupted else ""
         if self.write_error is not None:
             state = " (stopped: the report could not be written; run again with --resume once it can be)"

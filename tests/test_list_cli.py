@@ -212,3 +212,17 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("bulkops: error: "), err
     assert message in err
+
+
+def test_the_demo_lists_the_fleet_before_the_morning_start(tmp_path: Path) -> None:
+    """`bulkops demo` shows, between the stop and the start, what `bulkops list` finds: every instance of
+    the fleet counted by status, the stopped ones included."""
+    result = CliRunner().invoke(
+        main, ["demo", "--dir", str(tmp_path), "--projects", "1", "--instances", "8"], env=CLEAN_ENV
+    )
+    assert result.exit_code in (0, 1), result.stderr
+    err = result.stderr
+    line = err.split("The morning, before the start: bulkops list\n", 1)[1].splitlines()[0]
+    counts = {status: int(n) for n, status in (part.split(" ") for part in line.split(", "))}
+    assert sum(counts.values()) == 8 and "STOPPED" in counts
+    assert err.index("bulkops list") < err.index("The morning: bulkops start")

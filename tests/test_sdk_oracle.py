@@ -14,6 +14,10 @@ from contextlib import contextmanager
 
 import pytest
 
+from bulkops.cloud.api import DevServerClient, operation_path
+from bulkops.cloud.auth import Credentials, auth_headers, sdk_date, signer_for
+from bulkops.models import Reply
+from bulkops.operations import OPERATIONS
 from bulkops.simulator import AccessKey, InventorySpec, Simulator, SimulatorConfig, run_simulator
 
 pytest.importorskip("huaweicloudsdkmodelarts")
@@ -21,9 +25,12 @@ pytest.importorskip("huaweicloudsdkmodelarts")
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkmodelarts.v1 import (
     ModelArtsClient,
+    RebootDevServerRequest,
     ShowDevServerRequest,
+    StartDevServerRequest,
     StopDevServerRequest,
 )
 
@@ -137,3 +144,107 @@ def test_official_sdk_with_a_wrong_secret_gets_401() -> None:
             client.stop_dev_server(StopDevServerRequest(id=instance_id))
     assert (info.value.status_code, info.value.error_code) == (401, "APIGW.0301")
     assert not sim.instances.overrides
+
+
+# -- start and reboot (issue 16): the same oracle for the other two operations ----------------------------
+
+STOPPED_FLEET = SimulatorConfig(
+    inventory=InventorySpec(projects=1, instances_per_project=4, status_mix={"STOPPED": 1.0}, seed=22),
+    access_keys=(AccessKey(AK, SK),),
+    stop_delay=3600.0,
+)
+
+
+def _first(sim: Simulator) -> tuple[str, str]:
+    project_id = sim.inventory.project_ids[0]
+    return project_id, next(sim.inventory.iter_instances(project_id))[0]
+
+
+def test_official_sdk_starts_a_stopped_instance_and_gets_starting() -> None:
+    """StartDevServer through the SDK succeeds with status STARTING; a second start raises ModelArts.6306."""
+    with simulator_thread(STOPPED_FLEET) as sim:
+        project_id, instance_id = _first(sim)
+        client = sdk_client(sim.url, project_id)
+        response = client.start_dev_server(StartDevServerRequest(id=instance_id))
+        shown = client.show_dev_server(ShowDevServerRequest(id=instance_id))
+        with pytest.raises(ClientRequestException) as info:
+            client.start_dev_server(StartDevServerRequest(id=instance_id))
+    assert response.status == "STARTING" and response.id == instance_id and response.flavor
+    assert shown.status == "STARTING"
+    assert (info.value.status_code, info.value.error_code) == (400, "ModelArts.6306")
+    assert info.value.request_id
+
+
+def test_official_sdk_start_of_a_running_instance_gets_6305() -> None:
+    """StartDevServer on a RUNNING instance raises ModelArts.6305 ("already running"), nothing changed."""
+    with simulator_thread(CONFIG) as sim:
+        project_id, instance_id = _first(sim)
+        with pytest.raises(ClientRequestException) as info:
+            sdk_client(sim.url, project_id).start_dev_server(StartDevServerRequest(id=instance_id))
+    assert (info.value.status_code, info.value.error_code) == (400, "ModelArts.6305")
+    assert not sim.instances.overrides
+
+
+def test_official_sdk_reboots_a_running_instance_and_not_a_stopped_one() -> None:
+    """RebootDevServer via the SDK gets REBOOTING for a RUNNING instance; a STOPPED one is refused 6307."""
+    with simulator_thread(CONFIG) as sim:
+        project_id, instance_id = _first(sim)
+        response = sdk_client(sim.url, project_id).reboot_dev_server(RebootDevServerRequest(id=instance_id))
+    assert response.status == "REBOOTING" and response.id == instance_id
+    with simulator_thread(STOPPED_FLEET) as sim:
+        project_id, instance_id = _first(sim)
+        with pytest.raises(ClientRequestException) as info:
+            sdk_client(sim.url, project_id).reboot_dev_server(RebootDevServerRequest(id=instance_id))
+    assert (info.value.status_code, info.value.error_code) == (400, "ModelArts.6307")
+
+
+_SDK_REQUESTS = {
+    "stop": (ModelArtsClient._stop_dev_server_http_info, StopDevServerRequest),
+    "start": (ModelArtsClient._start_dev_server_http_info, StartDevServerRequest),
+    "reboot": (ModelArtsClient._reboot_dev_server_http_info, RebootDevServerRequest),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_each_operation_sends_the_sdk_method_and_path_and_signs_like_it(name: str) -> None:
+    """Every operation's method and path are the SDK's for the same call, and bulkops' signed headers for
+    it equal the SDK's credentials' signature of that request."""
+    op = OPERATIONS[name]
+    project_id, instance_id = "0123456789abcdef0123456789abcdef", "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+    http_info_of, request_type = _SDK_REQUESTS[name]
+    info = http_info_of(request_type(id=instance_id))
+    sdk_path = info["resource_path"].format(project_id=project_id, id=instance_id)
+    assert (op.method, operation_path(op, project_id, instance_id)) == (info["method"], sdk_path)
+    now = 1_772_366_400.0
+    credentials = Credentials(ak=AK, sk=SK)
+    ours = auth_headers(
+        credentials, signer_for(credentials), method=op.method, host="h.example", path=sdk_path,
+        project_id=project_id, now=now,
+    )  # fmt: skip
+    request = SdkRequest(
+        method=info["method"], schema="https", host="h.example", resource_path=sdk_path, query_params=[],
+        header_params={"X-Sdk-Date": sdk_date(now)},
+    )  # fmt: skip
+    BasicCredentials(AK, SK, project_id).sign_request(request)
+    assert ours == request.header_params
+
+
+@pytest.mark.parametrize(
+    ("name", "fleet", "status"), [("start", "STOPPED", "STARTING"), ("reboot", "RUNNING", "REBOOTING")]
+)
+def test_bulkops_client_acts_against_the_signing_simulator(name: str, fleet: str, status: str) -> None:
+    """bulkops' own client, signing with AK/SK, gets the 200 and status the SDK gets for each operation."""
+    config = SimulatorConfig(
+        inventory=InventorySpec(projects=1, instances_per_project=2, status_mix={fleet: 1.0}, seed=23),
+        access_keys=(AccessKey(AK, SK),),
+        stop_delay=3600.0,
+    )
+
+    async def act(url: str, project_id: str, instance_id: str) -> Reply:
+        async with DevServerClient(url, Credentials(ak=AK, sk=SK)) as client:
+            return await client.act(OPERATIONS[name], project_id, instance_id)
+
+    with simulator_thread(config) as sim:
+        project_id, instance_id = _first(sim)
+        reply = asyncio.run(act(sim.url, project_id, instance_id))
+    assert (reply.http_status, reply.status) == (200, status)

@@ -1,4 +1,5 @@
-"""`bulkops stop`: from parsed flags to a finished run and its exit code.
+"""`bulkops stop` (and `start`, `reboot`: `kw["operation"]`): from parsed flags to a finished run and its
+exit code. The rows come from INPUT or `--from-report` (`inputs.RunInput`).
 
 Order matters for the contract's promise that exit 2 means nothing was sent: flags, endpoint,
 credentials, input header and report are all checked before the first request.
@@ -23,8 +24,10 @@ import structlog
 from bulkops import logs
 from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError, ReportError
+from bulkops.cli.inputs import RunInput
 from bulkops.cli.interrupts import Interrupts
 from bulkops.models import Result, Target
+from bulkops.operations import STOP, Operation
 from bulkops.options import Options
 from bulkops.cli.plan import Setting, make_plan
 from bulkops.cloud.preflight import (
@@ -39,10 +42,8 @@ from bulkops.io.report import ReportWriter, default_report_path
 from bulkops.io.reportfile import already_exists, check_path, open_report, shown
 from bulkops.io.reportmeta import check_resume, has_meta, identify, note_run, remove_meta, write_meta
 from bulkops.io.resume import ResumeState, load_resume, utc_now
-from bulkops.io.rowcount import count_rows
 from bulkops.cli.stopflags import build_options, resolve_endpoint
 from bulkops.summary import EXIT_DECLINED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
-from bulkops.io.targets import read_targets
 from bulkops.wording import counted
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
                 ready = _prepare(kw, undo)
         except KeyboardInterrupt:
             if not kw.get("quiet"):
-                click.echo(RunStats(interrupted=True).render(), err=True)
+                click.echo(RunStats(interrupted=True, command=_op(kw).name).render(), err=True)
             return EXIT_INTERRUPTED
         if isinstance(ready, int):
             return ready
@@ -104,6 +105,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
                 observer=ready.observer,
                 interrupts=interrupts,
                 summary=ready.summary,
+                redis_url=kw.get("redis_url") or None,
             ),
             backend_options=event_loop_options(),
         )
@@ -148,8 +150,7 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
     if kw["resume"] and not kw["report_path"]:
         raise ReportError("--resume needs --report PATH (the report to continue)")
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
-    input_path: str = kw["input_path"]
-    default_project = kw["project_id"] or None
+    src = RunInput.of(kw)
 
     if endpoint is None:
         raise ConfigError("no endpoint: give --region (e.g. cn-north-4) or --endpoint URL")
@@ -161,6 +162,8 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
         log.warning("bulkops.transport.insecure", host=host)
     if credentials is None and not is_loopback(host):
         raise ConfigError(NO_CREDENTIALS)
+    if kw.get("redis_url"):
+        _check_redis(kw["redis_url"])
     report_path = kw["report_path"] or default_report_path()
     resuming = bool(kw["resume"])
     if resuming and report_path == "-":
@@ -173,8 +176,8 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
     if kw["dry_run"]:
         return _dry_run(kw, options, credentials, report_path)
 
-    items = _peeked(read_targets(_source(input_path), default_project=default_project))
-    identity = identify(input_path)
+    items = _peeked(src.rows())
+    identity = identify(src.path)
     if resuming:
         check_resume(report_path, identity)
     report = open_report(report_path, append=resuming)  # checked and locked for the whole run
@@ -182,14 +185,14 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
     resume = load_resume(report_path) if resuming else None
     if resume is not None and resume.repaired:
         log.warning("bulkops.report.repaired", path=report_path)
-    if not _confirmed(kw, input_path, endpoint, resume, report_path):
+    if not _confirmed(kw, src, endpoint, resume, report_path):
         click.echo("bulkops: declined: nothing sent", err=True)
         return EXIT_DECLINED
     if report_path != "-" and not (resuming and has_meta(report_path)):
         write_meta(report_path, identity, utc_now())
         if report.created:
             undo.callback(remove_meta, report_path)
-    observer = _observer(kw, input_path, log_writer)
+    observer = _observer(kw, src, log_writer)
     from bulkops.cli.runlog import summary_printer
 
     summary = summary_printer(_summary_mode(kw), None if report_path == "-" else report_path)
@@ -198,13 +201,13 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
 
 def _dry_run(kw: dict[str, Any], options: Options, credentials: Any, report_path: str) -> int:
     """The plan, after the report checks the real run makes (nothing is created, locked or repaired)."""
-    input_path: str = kw["input_path"]
-    items = _peeked(read_targets(_source(input_path), default_project=kw["project_id"] or None))
+    src = RunInput.of(kw)
+    items = _peeked(src.rows())
     resume = None
     shown_report = "standard output" if report_path == "-" else report_path
     if report_path != "-":
         if kw["resume"]:
-            check_resume(report_path, identify(input_path))
+            check_resume(report_path, identify(src.path))
             resume = load_resume(report_path, repair=False)
             shown_report += " (resumed: appended to)"
         elif check_path(report_path):
@@ -218,10 +221,26 @@ def _dry_run(kw: dict[str, Any], options: Options, credentials: Any, report_path
                 raise ReportError(f"cannot write --report {shown(report_path)}: permission denied")
             shown_report += " (new)" if kw["report_path"] else " (new; the default name is made per run)"
     plan = make_plan(items, resume=resume)
-    setting = Setting(options.endpoint, credential_kind(credentials), shown_report)
+    shared = _shown_redis(kw.get("redis_url"))
+    setting = Setting(options.endpoint, credential_kind(credentials), shown_report, shared)
     if not kw.get("quiet"):
         click.echo(plan.render(options, setting=setting), err=True)
     return EXIT_OK if plan.invalid == 0 else EXIT_FAILED
+
+
+def _check_redis(url: str) -> None:
+    """`--redis`: Redis answers a ping now (ConfigError, one line, exit 2 if not): nothing is sent otherwise."""
+    from bulkops.redis.client import check_reachable
+
+    anyio.run(lambda: check_reachable(url))
+
+
+def _shown_redis(url: str | None) -> str | None:
+    if not url:
+        return None
+    from bulkops.redis.naming import redact_url
+
+    return redact_url(url)
 
 
 @contextlib.contextmanager
@@ -264,23 +283,25 @@ def _credentials() -> Credentials | None:
         raise ConfigError(str(exc)) from exc
 
 
-def _source(input_path: str) -> Any:
-    return sys.stdin.buffer if input_path == "-" else input_path
+def _op(kw: dict[str, Any]) -> Operation:
+    op = kw.get("operation", STOP)
+    assert isinstance(op, Operation)
+    return op
 
 
 def _confirmed(
-    kw: dict[str, Any], input_path: str, endpoint: str, resume: ResumeState | None, report_path: str
+    kw: dict[str, Any], src: RunInput, endpoint: str, resume: ResumeState | None, report_path: str
 ) -> bool:
     """Ask before sending, when someone can answer: on the terminal of stdin, else on /dev/tty when INPUT
     comes through a pipe but stderr is a terminal. Nobody to ask (cron, CI, --yes): go ahead."""
     if kw["yes"]:
         return True
-    channel = _prompt_channel(input_path)
+    channel = _prompt_channel(src.path)
     if channel is None:
         return True
     answers, prompts = channel
     try:
-        question = _question(input_path, endpoint, resume, report_path, kw["project_id"] or None)
+        question = _question(src, endpoint, resume, report_path, _op(kw))
         prompts.write(question + " [y/N]: ")
         prompts.flush()
         answer = answers.readline()
@@ -309,36 +330,37 @@ def _prompt_channel(input_path: str) -> tuple[TextIO, TextIO] | None:
 
 
 def _question(
-    input_path: str, endpoint: str, resume: ResumeState | None, report_path: str, default_project: str | None
+    src: RunInput, endpoint: str, resume: ResumeState | None, report_path: str, op: Operation
 ) -> str:
-    """ "Stop 1200 rows of ids.csv against URL?"; with --resume, the rows left and those already done."""
-    where = "standard input" if input_path == "-" else input_path
+    """ "Stop 1200 rows of ids.csv against URL?" ("Start ...", "Reboot ..."); with --resume, the rows left
+    and those already done."""
+    where, verb = src.shown, op.verb
     if resume is None:
-        total = count_rows(input_path)
+        total = src.total()
         rows = counted(total, "row") if total is not None else "the rows"
-        return f"Stop {rows} of {where} against {endpoint}?"
-    if input_path == "-":
-        return f"Stop the rows of standard input not done in {report_path} against {endpoint}?"
+        return f"{verb} {rows} of {where} against {endpoint}?"
+    if src.path == "-":
+        return f"{verb} the rows of standard input not done in {report_path} against {endpoint}?"
     left = done = 0
-    for item in read_targets(input_path, default_project=default_project):
+    for item in src.rows():
         if isinstance(item, Target):
             if resume.done(item.project_id, item.id):
                 done += 1
             else:
                 left += 1
     return (
-        f"Stop {counted(left, 'row')} of {where} against {endpoint} "
+        f"{verb} {counted(left, 'row')} of {where} against {endpoint} "
         f"({done} already done in {report_path}, not sent again)?"
     )
 
 
-def _observer(kw: dict[str, Any], input_path: str, log_writer: logs.LineWriter) -> Observer | None:
+def _observer(kw: dict[str, Any], src: RunInput, log_writer: logs.LineWriter) -> Observer | None:
     """The progress line on a terminal; off one, a `bulkops.run.progress` event every interval; none with
     --quiet or --no-progress."""
     show = kw["progress"]
     if kw.get("quiet") or show is False:
         return None
-    total = count_rows(input_path) if input_path != "-" else None
+    total = src.total()
     on_tty = sys.stderr.isatty() and not (kw["report_path"] == "-" and sys.stdout.isatty())
     if show or on_tty:
         try:

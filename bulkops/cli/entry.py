@@ -1,4 +1,5 @@
-"""The `bulkops` script's first step: for `bulkops stop`, catch SIGINT/SIGTERM before anything heavy loads.
+"""The `bulkops` script's first step: for `bulkops stop` (and `start`, `reboot`), catch SIGINT/SIGTERM before
+anything heavy loads.
 
 A stop run may be started by `timeout` or a runbook that signals it at once; until the handlers are in, a
 signal kills the process with no summary (exit 143). Installing them here, before click and the command
@@ -13,7 +14,7 @@ import sys
 
 def main() -> None:
     """The console script: `bulkops ...` (and `python -m bulkops ...`)."""
-    if len(sys.argv) > 1 and sys.argv[1] == "stop":
+    if len(sys.argv) > 1 and sys.argv[1] in ("stop", "start", "reboot"):
         from bulkops.cli.interrupts import install_early
 
         install_early()

@@ -7,6 +7,9 @@ Errors are one line on stderr, `bulkops: error: ...`, never a traceback.
 
 Start-up is kept fast: aiohttp, the simulator and the demo are imported only by the commands that use
 them (`_LazyGroup`), so `bulkops --help` and `bulkops stop --dry-run` stay well under 0.3 s.
+
+`stop`, `start` and `reboot` are one command made three times (`_run_command`): the operation
+(`bulkops.operations`) is their only difference, and their options are one list (`runflags`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any, NoReturn
 import click
 
 from bulkops.cli.errorline import fail
+from bulkops.cli.runflags import check_input, run_help, run_options
 from bulkops.errors import BulkOpsError
+from bulkops.operations import OPERATIONS, Operation
 from bulkops.summary import EXIT_INTERRUPTED
 
 _LAZY = {
@@ -32,7 +37,7 @@ _LAZY = {
 # Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
 _LAZY_HELP = {
     "simulate": "Run a local simulator of the DevServer API, for rehearsals and tests.",
-    "demo": "Rehearse a bulk stop end to end against the built-in simulator.",
+    "demo": "Rehearse a bulk stop and the morning's start end to end against the built-in simulator.",
     "report": "Read a report: summarize it, or list the rows to retry.",
     "limits": "Show the limits runners share through Redis (--redis URL).",
     "list": "List the DevServer instances of projects, as the CSV `bulkops stop` reads.",
@@ -104,208 +109,28 @@ def find_error(exc: BaseException) -> BulkOpsError | None:
 )
 @click.version_option(package_name="bulkops")
 def main() -> None:
-    """Stop Huawei Cloud ModelArts DevServer instances in bulk, safely and fast.
+    """Stop, start and reboot Huawei Cloud ModelArts DevServer instances in bulk, safely and fast.
 
     Try `bulkops demo` to see a whole run against the built-in simulator.
     """
 
 
-class _Rate(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """A rate: `10`, `10/s` or `600/min` (requests per second; the simulator's `--rate-limit` spelling)."""
+def _run_command(name: str) -> click.Command:
+    """The command for operation `name` (`bulkops stop`, `start`, `reboot`): the shared options
+    (`runflags`), the operation as the only difference."""
+    op = OPERATIONS[name]
 
-    name = "rate"
+    @main.command(name, help=run_help(op))
+    @run_options(op)
+    def command(**kw: Any) -> None:
+        _run(op, kw)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        from bulkops.options import parse_rate
-
-        try:
-            return parse_rate(value)
-        except BulkOpsError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-RATE = _Rate()
+    return command
 
 
-def _log_format_default() -> str:
-    return "console" if sys.stderr.isatty() else "json"
-
-
-@main.command("stop")
-@click.argument("input_path", metavar="INPUT")
-@click.option(
-    "--report",
-    "report_path",
-    metavar="PATH",
-    help="JSON-lines report, one record per input row; '-' for stdout. "
-    "[default: bulkops-report-<UTC time, ms>Z-<pid>.jsonl]",
-)
-@click.option(
-    "--project-id",
-    envvar="HUAWEICLOUD_SDK_PROJECT_ID",
-    show_envvar=True,
-    metavar="ID",
-    help="Project for rows without a project_id column.",
-)
-@click.option(
-    "--region",
-    envvar="HUAWEICLOUD_SDK_REGION",
-    show_envvar=True,
-    metavar="NAME",
-    help="Region, e.g. cn-north-4: endpoint from the official SDK's region table.",
-)
-@click.option(
-    "--endpoint",
-    envvar="BULKOPS_ENDPOINT",
-    show_envvar=True,
-    metavar="URL",
-    help="Base URL that overrides --region, e.g. http://127.0.0.1:8080.",
-)
-@click.option(
-    "--rate",
-    type=RATE,
-    default=10.0,
-    show_default=True,
-    metavar="R",
-    help="Most requests per second sent to one project: 10, 10/s or 600/min.",
-)
-@click.option(
-    "--burst",
-    type=float,
-    default=None,
-    metavar="B",
-    help="Most requests one project may send at once after an idle spell. [default: rate]",
-)
-@click.option(
-    "--rates-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="PATH",
-    help="Per-project limits (CSV or JSON: project_id, rate, burst) for raised quotas.",
-)
-@click.option(
-    "--global-rate",
-    type=RATE,
-    default=None,
-    metavar="R",
-    help="Most requests per second in all, across projects (one credential's ceiling): 10, 10/s or 600/min.",
-)
-@click.option(
-    "--concurrency",
-    type=int,
-    default=64,
-    show_default=True,
-    metavar="C",
-    help="Most requests in flight overall.",
-)
-@click.option(
-    "--max-attempts",
-    type=int,
-    default=5,
-    show_default=True,
-    metavar="N",
-    help="Attempts per instance, the first included (429s do not count: they only slow down).",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=30.0,
-    show_default=True,
-    metavar="S",
-    help="Seconds for one HTTP attempt.",
-)
-@click.option(
-    "--slow-start/--no-slow-start",
-    default=True,
-    show_default=True,
-    help="Start projects whose limit no --rates-file states with a few requests and climb to --rate; "
-    "--no-slow-start when --rate is the real limit (saves the first round trips).",
-)
-@click.option(
-    "--throttle-timeout",
-    type=float,
-    default=900.0,
-    show_default=True,
-    metavar="S",
-    help="Give a project up (its rows failed, bulkops.throttled) only after this many seconds of 429s "
-    "without a break; until then a 429 only slows its project down.",
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the report at --report (it must exist, started from the same INPUT): skip rows that "
-    "succeeded there.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Make every check the real run makes, send and write nothing, print the plan.",
-)
-@click.option("--wait", is_flag=True, help="Poll each accepted instance until STOPPED or STOP_FAILED.")
-@click.option(
-    "--wait-timeout",
-    type=float,
-    default=900.0,
-    show_default=True,
-    metavar="S",
-    help="With --wait, give up on an instance after this many seconds.",
-)
-@click.option(
-    "--poll-interval",
-    type=float,
-    default=3.0,
-    show_default=True,
-    metavar="S",
-    help="With --wait, seconds before the first poll; later polls back off to 30 s.",
-)
-@click.option("--yes", "-y", is_flag=True, help="Never ask for confirmation.")
-@click.option(
-    "--insecure",
-    is_flag=True,
-    help="Allow plain http:// to a non-loopback endpoint (credentials travel unencrypted).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["json", "console"]),
-    default=None,
-    help="Structured logs on stderr. [default: console on a TTY, else json]",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="warning",
-    show_default=True,
-)
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress on stderr: a redrawn line on a TTY; off a TTY a `bulkops.run.progress` log event every "
-    "--progress-interval seconds. [default: on]",
-)
-@click.option(
-    "--progress-interval",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="S",
-    help="Off a TTY, seconds between `bulkops.run.progress` events (0: none).",
-)
-@click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    help="Errors only: no progress, no summary, log level error.",
-)
-def stop_command(**kw: Any) -> None:
-    """Stop every DevServer instance listed in INPUT (a CSV file, or '-' for stdin).
-
-    Credentials come from the environment as the official SDK reads them: HUAWEICLOUD_SDK_AK and
-    HUAWEICLOUD_SDK_SK (with HUAWEICLOUD_SDK_SECURITY_TOKEN for temporary credentials), or
-    BULKOPS_AUTH_TOKEN (an IAM token).
-
-    Exit status: 0 every row succeeded; 1 some did not (see the report); 2 usage or input error, nothing
-    sent; 3 the confirmation was declined, nothing sent; 130 interrupted (run again with --resume).
-    """
+def _run(op: Operation, kw: dict[str, Any]) -> None:
+    """Run one operation's command; exits with its code."""
+    check_input(kw)
     from bulkops.cli.interrupts import Interrupts, take_early
 
     interrupts = take_early()  # installed by `bulkops.cli.entry` before click and this module loaded
@@ -315,7 +140,7 @@ def stop_command(**kw: Any) -> None:
     try:
         from bulkops.cli.command_stop import run_stop_command
 
-        code = run_stop_command(interrupts=interrupts, **kw)
+        code = run_stop_command(interrupts=interrupts, operation=op, **kw)
     except BulkOpsError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -329,3 +154,8 @@ def stop_command(**kw: Any) -> None:
     finally:
         interrupts.uninstall(exiting=True)
     sys.exit(code)
+
+
+stop_command = _run_command("stop")
+start_command = _run_command("start")
+reboot_command = _run_command("reboot")

@@ -9,6 +9,7 @@ The dry run is also the pre-flight check: the command runs every check the real 
 credentials, report, input header, the input a `--resume`d report started from) before it makes the plan,
 and the plan names the endpoint, the kind of credential (never its value) and the report. With `--resume`,
 rows the report already holds (succeeded, or judged invalid/skipped) are counted as done, not as to stop.
+The plan names the operation (`options.operation`): "12 rows to start in 2 projects".
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Setting:
     endpoint: str
     credentials: str
     report: str
+    shared: str | None = None
+    """The Redis the limits are shared through (its URL without a password), if any."""
 
 
 @dataclass
@@ -93,7 +96,7 @@ class Plan:
         """The plan for a human."""
         resumed = f", {counted(self.resumed, 'row')} already done in the report" if self.resume else ""
         lines = [
-            f"bulkops dry run: {counted(self.targets, 'row')} to stop in "
+            f"bulkops dry run: {counted(self.targets, 'row')} to {options.operation.name} in "
             f"{counted(len(self.per_project), 'project')}, {self.invalid} invalid, "
             f"{self.skipped} skipped (duplicates){resumed}; nothing was sent"
         ]
@@ -101,6 +104,8 @@ class Plan:
             lines.append(f"  endpoint: {setting.endpoint}")
             lines.append(f"  credentials: {setting.credentials}")
             lines.append(f"  report: {setting.report}")
+            if setting.shared is not None:
+                lines.append(f"  limits shared through: {setting.shared} (reachable)")
         for project, rows in sorted(self.per_project.items())[:max_projects]:
             limit = options.rate_for(project)
             lines.append(

@@ -52,6 +52,8 @@ _LABELS = {
     "failed": "failed",
     "invalid": "invalid",
     "skipped": "skipped",
+    "already_running": "already",
+    "running": "running",
 }
 _RATE_WINDOW = 10.0
 _MIN_BAR = 10

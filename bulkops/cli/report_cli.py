@@ -33,7 +33,7 @@ from bulkops.wording import counted
 T = TypeVar("T")
 
 _COLUMNS = [o.value for o in Outcome]
-_HEADERS = {"already_stopped": "already"}
+_HEADERS = {"already_stopped": "already", "already_running": "already"}
 _WIDTH = 100
 
 
@@ -158,7 +158,8 @@ def render_summary(s: ReportDigest, path: str) -> str:
 def _project_table(s: ReportDigest) -> list[str]:
     seen = set(s.outcomes)
     cols = [c for c in _COLUMNS if c in seen] + sorted(seen - set(_COLUMNS))
-    heads = [_HEADERS.get(c, c) for c in cols]
+    abbreviated = [c for c in cols if c in _HEADERS]
+    heads = [_HEADERS[c] if c in _HEADERS and len(abbreviated) == 1 else c for c in cols]
     pw = max(7, *(len(p) for p in s.per_project))
     widths = [max(len(h), len(str(s.outcomes[c]))) for h, c in zip(heads, cols, strict=True)]
     tw = max(5, len(str(s.rows)))
@@ -169,8 +170,8 @@ def _project_table(s: ReportDigest) -> list[str]:
         rows.append(f"{project:<{pw}}  {cells}  {sum(counts.values()):>{tw}}")
     cells = "  ".join(f"{s.outcomes[c]:>{w}}" for c, w in zip(cols, widths, strict=True))
     rows.append(f"{'total':<{pw}}  {cells}  {s.rows:>{tw}}")
-    if "already_stopped" in cols:
-        rows.append("(already = already_stopped)")
+    if len(abbreviated) == 1:
+        rows.append(f"(already = {abbreviated[0]})")
     return rows
 
 

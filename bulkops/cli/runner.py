@@ -25,6 +25,7 @@ import anyio
 import structlog
 
 from bulkops.engine import Run, stop_instances
+from bulkops.engine.run import LimiterFactory
 from bulkops.errors import ReportError
 from bulkops.cli.interrupts import Interrupts
 from bulkops.models import Result, Target
@@ -110,6 +111,18 @@ async def _alongside(background: Callable[[], Coroutine[Any, Any, None]] | None)
             tg.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def _shared_limits(redis_url: str | None, options: Options) -> AsyncIterator[LimiterFactory | None]:
+    """The limiter shared through Redis when `redis_url` is given (redis-py is imported only then)."""
+    if redis_url is None:
+        yield None
+        return
+    from bulkops.redis.limiter import share_limits
+
+    async with share_limits(redis_url, options) as limiter:
+        yield limiter
+
+
 async def run_stop(
     items: Iterable[Target | Result],
     options: Options,
@@ -121,15 +134,17 @@ async def run_stop(
     handle_signals: bool = True,
     interrupts: Interrupts | None = None,
     summary: Callable[[RunStats], None] | None = None,
+    redis_url: str | None = None,
 ) -> RunStats:
     """Run the stop, writing every result to `writer`; returns the final counters.
 
     Signals are handled through `interrupts` (the command line's, installed when it started); with
     `handle_signals` and none given, handlers are installed for the length of the run. `summary`, when
     given, writes the summary instead of its plain text on `summary_stream` (see `bulkops.cli.runlog`).
+    `redis_url`: share the rate limits with every run naming that Redis (`bulkops.redis.share_limits`).
     """
     observer = observer or Observer()
-    stats = RunStats(tallied_by_writer=True)
+    stats = RunStats(tallied_by_writer=True, command=options.operation.name)
     recorder = _Recorder(writer, stats, observer)
     own = None
     if handle_signals and interrupts is None:
@@ -137,7 +152,10 @@ async def run_stop(
         own.install()
     try:
         with anyio.CancelScope() as scope:  # cancelled by an abort: the engine's tasks end at once
-            async with stop_instances(items, options, resume=resume, stats=stats) as run:
+            async with (
+                _shared_limits(redis_url, options) as limiter,
+                stop_instances(items, options, resume=resume, stats=stats, limiter=limiter) as run,
+            ):
                 if interrupts is not None:
                     interrupts.attach(
                         on_interrupt=lambda _: run.wind_down(), on_abort=lambda _: scope.cancel()

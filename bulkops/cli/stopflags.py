@@ -15,6 +15,7 @@ from typing import Any
 
 from bulkops.cloud.auth import Credentials
 from bulkops.errors import ConfigError
+from bulkops.operations import STOP
 from bulkops.options import Options, RateLimit, RetryPolicy, parse_rate
 from bulkops.cloud.regions import endpoint_for, unknown_region
 
@@ -78,7 +79,8 @@ def load_rates(path: str) -> dict[str, RateLimit]:
 
 
 def build_options(kw: dict[str, Any], endpoint: str, credentials: Credentials | None) -> Options:
-    """Options from the stop command's flags (raises ConfigError on nonsense values)."""
+    """Options from a run command's flags (raises ConfigError on nonsense values); `kw["operation"]` is the
+    command's operation (stop when absent)."""
     rates = load_rates(kw["rates_file"]) if kw.get("rates_file") else {}
     try:
         rate = RateLimit(kw["rate"], kw["burst"])
@@ -103,4 +105,5 @@ def build_options(kw: dict[str, Any], endpoint: str, credentials: Credentials | 
         slow_start=kw.get("slow_start", True),
         poll_interval=kw.get("poll_interval", 3.0),
         insecure=kw["insecure"],
+        operation=kw.get("operation", STOP),
     )

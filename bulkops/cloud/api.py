@@ -1,4 +1,7 @@
-"""The DevServer client: one aiohttp session, `stop()` and `show()`, every answer parsed into a `Reply`.
+"""The DevServer client: one aiohttp session, `act(op, ...)` and `show()`, every answer parsed into a `Reply`.
+
+`act` sends one operation of `bulkops.operations` (its method and path template); `stop()` is
+`act(STOP, ...)`.
 
 This is the one boundary where aiohttp meets bulkops: transport errors become `Reply(http_status=None,
 error_code=bulkops.timeout|bulkops.connection_error)` here and nowhere else, so the retry logic above never
@@ -45,6 +48,7 @@ from bulkops.cloud.deadlines import Deadlines
 from bulkops.cloud.listing import to_page
 from bulkops.errors import ConfigError
 from bulkops.models import BAD_RESPONSE, CONNECTION_ERROR, TIMEOUT, TLS_ERROR, Reply
+from bulkops.operations import STOP, Operation
 from bulkops.cloud.preflight import FD_RESERVE, check_credentials, check_open_files
 from bulkops.cloud.preflight import check_endpoint as _preflight_endpoint
 from bulkops.redact import Redactor, request_forms
@@ -57,6 +61,7 @@ __all__ = [
     "check_credentials",
     "check_endpoint",
     "check_open_files",
+    "operation_path",
     "request_path",
 ]
 
@@ -67,14 +72,25 @@ _MSG_KEPT = 4 * _MSG_CHARS  # read from the answer: credentials are cut out befo
 Query = tuple[tuple[str, str], ...]
 
 
-def request_path(project_id: str, instance_id: str, action: str = "") -> str:
-    """`/v1/{project_id}/dev-servers/{id}[/action]`, refusing any part that is not a valid id."""
+def _check_ids(project_id: str, instance_id: str) -> None:
     if not is_valid_project_id(project_id):
         raise ValueError("project id does not match the allowed pattern")
     if not is_valid_instance_id(instance_id):
         raise ValueError("instance id does not match the API's pattern")
+
+
+def request_path(project_id: str, instance_id: str, action: str = "") -> str:
+    """`/v1/{project_id}/dev-servers/{id}[/action]`, refusing any part that is not a valid id."""
+    _check_ids(project_id, instance_id)
     path = f"/v1/{project_id}/dev-servers/{instance_id}"
     return f"{path}/{action}" if action else path
+
+
+def operation_path(op: Operation, project_id: str, instance_id: str) -> str:
+    """`op`'s path template filled in for one instance (`/v1/{project_id}/dev-servers/{id}/start`),
+    refusing any part that is not a valid id."""
+    _check_ids(project_id, instance_id)
+    return op.path.format(project_id=project_id, id=instance_id)
 
 
 def check_endpoint(endpoint: str, *, insecure: bool = False) -> tuple[URL, bool]:
@@ -145,7 +161,7 @@ def _parse(status: int, body: bytes, request_id: str | None, retry_after: str | 
 
 
 class DevServerClient:
-    """Stop and show DevServer instances through one aiohttp session.
+    """Stop, start, reboot and show DevServer instances through one aiohttp session.
 
     Use as an async context manager (it owns its session) or pass a session of your own.
     """
@@ -211,9 +227,13 @@ class DevServerClient:
             await self._session.close()
             self._session = None
 
+    async def act(self, op: Operation, project_id: str, instance_id: str) -> Reply:
+        """`op` once (`PUT .../dev-servers/{id}/start`, ...); never raises for HTTP or transport failures."""
+        return await self._call(op.method, operation_path(op, project_id, instance_id), project_id)
+
     async def stop(self, project_id: str, instance_id: str) -> Reply:
         """`PUT .../dev-servers/{id}/stop` once; never raises for HTTP or transport failures."""
-        return await self._call("PUT", request_path(project_id, instance_id, "stop"), project_id)
+        return await self.act(STOP, project_id, instance_id)
 
     async def show(self, project_id: str, instance_id: str) -> Reply:
         """`GET .../dev-servers/{id}` once; never raises for HTTP or transport failures."""

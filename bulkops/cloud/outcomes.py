@@ -4,11 +4,15 @@ Rules are checked top to bottom; the error code wins over the HTTP status (API-N
 `error_code` first, HTTP status second"), except that a 2xx to a stop is final: the server took the stop,
 and sending it again because of what the body says would be a second stop after a success.
 
-classify_stop (PUT .../stop):
+classify_act(op, reply) (PUT .../stop, .../start, .../reboot: `bulkops.operations`; classify_stop is
+the stop's):
 
     2xx                                    DONE       accepted          (whatever the body says: the
                                                                           server took it; never re-sent)
-    error_code ModelArts.6307 / 6308       DONE       already_stopped   (also on a retry after a lost
+    error_code in op.already               DONE       op.already_outcome  (stop: 6307/6308 ->
+                                                                          already_stopped; start: 6305/6306
+                                                                          -> already_running; reboot: none.
+                                                                          Also on a retry after a lost
                                                                           answer: the first try worked)
     error_code ModelArts.6309              DONE       not_found
     error_code APIG.0308 / APIGW.0308      THROTTLED  -
@@ -23,10 +27,13 @@ classify_stop (PUT .../stop):
     no HTTP status (timeout, reset, ...)   RETRY      -
     anything else (other 4xx, 501, ...)    DONE       failed
 
-classify_show (GET .../dev-servers/{id}, polling after an accepted stop with --wait): the same for errors
-(6307/6308 are not expected there and fall through to the status), and for a 2xx by the instance status:
+classify_show (GET .../dev-servers/{id}, polling after an accepted operation with --wait): the same for
+errors ("already" codes are not expected there and fall through to the status), and for a 2xx by the
+instance status:
 
-    STOPPED                                DONE       stopped
+    op.goal (STOPPED; RUNNING)             DONE       op.reached        (stopped; running. A reboot's
+                                                                          RUNNING only once REBOOTING was
+                                                                          seen: `passed`)
     DELETED                                DONE       not_found
     ERROR or any *_FAILED                  DONE       failed
     anything else, or no status            PENDING    -                 (poll again; --wait-timeout ends it)
@@ -42,8 +49,9 @@ import enum
 from dataclasses import dataclass
 
 from bulkops.models import BAD_RESPONSE, TLS_ERROR, Outcome, Reply
+from bulkops.operations import STOP, Operation
 
-ALREADY_STOPPED_CODES = frozenset({"ModelArts.6307", "ModelArts.6308"})
+ALREADY_STOPPED_CODES = STOP.already
 NOT_FOUND_CODES = frozenset({"ModelArts.6309"})
 THROTTLED_CODES = frozenset({"APIG.0308", "APIGW.0308"})
 RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
@@ -84,8 +92,7 @@ _DENIED = Verdict(Action.DENIED, Outcome.FAILED)
 _FAILED = Verdict(Action.DONE, Outcome.FAILED)
 _NOT_FOUND = Verdict(Action.DONE, Outcome.NOT_FOUND)
 _ACCEPTED = Verdict(Action.DONE, Outcome.ACCEPTED)
-_ALREADY_STOPPED = Verdict(Action.DONE, Outcome.ALREADY_STOPPED)
-_STOPPED = Verdict(Action.DONE, Outcome.STOPPED)
+_DONE = {outcome: Verdict(Action.DONE, outcome) for outcome in Outcome}
 
 
 def _classify_error(reply: Reply) -> Verdict | None:
@@ -115,13 +122,13 @@ def _classify_error(reply: Reply) -> Verdict | None:
     return _FAILED
 
 
-def classify_stop(reply: Reply) -> Verdict:
-    """The verdict on one stop attempt (see the module docstring's table)."""
+def classify_act(op: Operation, reply: Reply) -> Verdict:
+    """The verdict on one attempt of operation `op` (see the module docstring's table)."""
     status = reply.http_status
     if status is not None and 200 <= status < 300:
         return _ACCEPTED
-    if reply.error_code in ALREADY_STOPPED_CODES:
-        return _ALREADY_STOPPED
+    if reply.error_code in op.already and op.already_outcome is not None:
+        return _DONE[op.already_outcome]
     verdict = _classify_error(reply)
     return _ACCEPTED if verdict is None else verdict
 
@@ -132,14 +139,22 @@ def classify_read(reply: Reply) -> Verdict | None:
     return _classify_error(reply)
 
 
-def classify_show(reply: Reply) -> Verdict:
-    """The verdict on one poll of an instance after its stop was accepted (see the module docstring)."""
+def classify_stop(reply: Reply) -> Verdict:
+    """The verdict on one stop attempt: `classify_act(STOP, reply)`."""
+    return classify_act(STOP, reply)
+
+
+def classify_show(reply: Reply, op: Operation = STOP, passed: bool = True) -> Verdict:
+    """The verdict on one poll of an instance after `op` was accepted (see the module docstring).
+
+    `passed`: the instance was seen in `op.transit` since (what a reboot's goal needs, `op.via_transit`).
+    """
     verdict = _classify_error(reply)
     if verdict is not None:
         return verdict
     status = (reply.status or "").upper()
-    if status == "STOPPED":
-        return _STOPPED
+    if status == op.goal and (passed or not op.via_transit):
+        return _DONE[op.reached]
     if status == "DELETED":
         return _NOT_FOUND
     if status == "ERROR" or status.endswith("_FAILED"):

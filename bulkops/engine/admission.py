@@ -173,6 +173,7 @@ class Admission:
             and resume.done(target.project_id, target.id)
         ):
             job.polling = True
+            job.passed = True  # accepted in an earlier run: its transit (a reboot's REBOOTING) is past
             job.poll_started = now
         return job
 

@@ -1,29 +1,49 @@
 """The values every room of the engine shares: the job (one input row on its way to a final record),
 the client the engine sends through, and the run's flow signals.
 
-Imports only `models` (and anyio): every other engine module may import this one.
+Imports only `models` and `operations` (and anyio): every other engine module may import this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, TypeAlias
 
 import anyio
 
 from bulkops.models import Reply, Result, Target
+from bulkops.operations import STOP, Operation
 
 #: What `stop_instances` reads: rows to send (`Target`) and rows already decided (`Result`).
 Targets: TypeAlias = Iterable[Target | Result] | AsyncIterable[Target | Result]
 
 
 class Client(Protocol):
-    """What the engine needs of a DevServer client (`api.DevServerClient`, or a test double)."""
+    """What the engine needs of a DevServer client (`api.DevServerClient`, or a test double).
 
-    async def stop(self, project_id: str, instance_id: str) -> Reply: ...
+    `act(op, project_id, id)` sends one operation. A client written before operations were data, with
+    `stop()` and `show()` only, still runs a stop (see `sender`).
+    """
+
+    async def act(self, op: Operation, project_id: str, instance_id: str) -> Reply: ...
 
     async def show(self, project_id: str, instance_id: str) -> Reply: ...
+
+
+Send: TypeAlias = Callable[[str, str], Awaitable[Reply]]
+
+
+def sender(client: object, op: Operation) -> Send:
+    """`client`'s call for `op`, bound once per run: `act(op, ...)`, or a stop-only client's `stop()`."""
+    act = getattr(client, "act", None)
+    if act is not None:
+        return partial(act, op)
+    stop = getattr(client, "stop", None)
+    if op is STOP and stop is not None:
+        return stop  # type: ignore[no-any-return]
+    raise TypeError(f"the client has no act() to {op.name} with")
 
 
 @dataclass(slots=True, eq=False)
@@ -40,6 +60,8 @@ class Job:
     polling: bool = False
     poll_started: float = 0.0
     polls: int = 0
+    passed: bool = False
+    """The instance was seen in the operation's transitional status (what a reboot's --wait needs)."""
 
 
 class Flow:

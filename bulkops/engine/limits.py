@@ -4,7 +4,7 @@
 (`adaptive.paced_bucket`: 99 % of the configured rate; for a project whose rate is a guess, a slow start)
 and holds the global one (`--global-rate`, or a `policy user|app|ip` hint learned from a 429). The local
 work source's `Scheduler` draws on these same buckets (`bucket_for`, `global_bucket`) to choose fairly
-among projects; `acquire` is the one-slot form of the same check, for a work source that asks per row.
+among projects, so `admit` has nothing left to wait for.
 
 Learning (`learn`): a 429 slows down the project that drew it (its hint `limit:N,time:...` applied at
 once; without one, an estimate from what got through, then CUBIC-shaped AIMD), a shared-policy hint
@@ -62,18 +62,8 @@ class LocalLimiter:
             )
         return bucket
 
-    async def acquire(self, project_id: str) -> float:
-        """A send slot for `project_id` now (0.0, tokens taken), or the seconds to wait (nothing taken)."""
-        now = self.clock.monotonic()
-        bucket = self.bucket_for(project_id, now)
-        glob = self.global_bucket
-        wait = max(bucket.wait_time(now), 0.0 if glob is None else glob.wait_time(now))
-        if wait > 0.0:
-            return wait
-        bucket.take(now)
-        if glob is not None:
-            glob.take(now)
-        return 0.0
+    async def admit(self, project_id: str) -> None:
+        """Nothing to wait for: the work source took the project's slot from these buckets."""
 
     def learn(self, project_id: str, reply: Reply, *, throttled: bool, sent: float, now: float) -> None:
         """Learn from the answer to a request of `project_id` sent at `sent`."""

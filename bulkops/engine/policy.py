@@ -5,7 +5,7 @@
     DONE       the row's final record: `outcome`, and `overrides` where the record says more than the
                last reply (a retry budget spent, a --wait-timeout, a poll that failed)
     RETRY      send again at `at` (after the backoff), within --max-attempts and the project's budget
-    PENDING    poll the instance at `at` (--wait); a stop once accepted stays accepted
+    PENDING    poll the instance at `at` (--wait); an operation once accepted stays accepted
     THROTTLED  a 429 is pacing, never failure: back to the front of the project's queue, spending
                neither --max-attempts nor the budget; only `--throttle-timeout` of 429s without a break
                gives the project up (a FINAL with `circuit` set)
@@ -31,9 +31,6 @@ from bulkops.options import Options
 from bulkops.cloud.outcomes import Action, Verdict
 from bulkops.engine.retry import Backoff, RetryBudget
 
-#: The stop's answer for an instance already on its way down: with --wait, polled like an accepted stop.
-STOPPING = "ModelArts.6308"
-
 MAX_POLL = 30.0  # the longest wait between two polls of one instance
 
 
@@ -53,7 +50,7 @@ class Decision:
     polls: int = 0
     """POLL: the job's polls after this one is scheduled."""
     start_polling: bool = False
-    """POLL: the stop was accepted and --wait is on: the job polls from now."""
+    """POLL: the operation was accepted and --wait is on: the job polls from now."""
     spend: bool = False
     """Take a retry from the project's budget (granted for RETRY; refused for a RETRY_BUDGET final)."""
     refund: bool = False
@@ -108,18 +105,18 @@ def decide(
     is when the project's run of 429s without a break began (for a THROTTLED verdict).
     """
     action = verdict.action
+    op = options.operation
     if action is Action.DONE:
         outcome = verdict.outcome or Outcome.FAILED
         if job.polling:
             if outcome is Outcome.FAILED and not 200 <= (reply.http_status or 0) < 300:
-                return poll_failed(reply)  # a 4xx to the poll: the stop still stands
+                return poll_failed(reply, op.name)  # a 4xx to the poll: the operation still stands
             if outcome is Outcome.FAILED:  # the instance itself failed (STOP_FAILED, ERROR): say so
                 note = {"error_msg": f"the instance is {reply.status or 'in an unknown state'} (polled)"}
                 return Decision(Action.DONE, Outcome.FAILED, overrides=note)
         elif options.wait and (
-            outcome is Outcome.ACCEPTED
-            or (outcome is Outcome.ALREADY_STOPPED and reply.error_code == STOPPING)
-        ):  # --wait: poll until it is stopped (an instance found STOPPING, 6308, too)
+            outcome is Outcome.ACCEPTED or (outcome.succeeded and reply.error_code in op.on_its_way)
+        ):  # --wait: poll until the goal (an instance found on its way, STOPPING 6308, STARTING 6306, too)
             refund = bool(job.failures)
             at = now + options.poll_interval
             return Decision(Action.PENDING, at=at, polls=job.polls, start_polling=True, refund=refund)
@@ -140,7 +137,7 @@ def decide(
         return Decision(Action.DONE, Outcome.FAILED, overrides=overrides, circuit=(THROTTLED, why))
     if action is Action.RETRY:
         failures = job.failures + 1
-        if job.polling:  # a failed poll: the stop was taken; keep polling until --wait-timeout
+        if job.polling:  # a failed poll: the operation was taken; keep polling until --wait-timeout
             return poll_later(job, reply, now, options, failures)
         if job.stop_attempts >= options.retry.max_attempts:
             return _FINAL[Outcome.FAILED]
@@ -152,8 +149,8 @@ def decide(
         delay = backoff.delay(failures, reply.retry_after)
         return Decision(Action.RETRY, at=now + delay, failures=failures, spend=True)
     if action is Action.DENIED:
-        if job.polling:  # the stop was taken; a refused poll neither undoes it nor feeds the circuit
-            return poll_failed(reply)
+        if job.polling:  # the operation was taken; a refused poll neither undoes it nor feeds the circuit
+            return poll_failed(reply, op.name)
         return _DENIED[verdict.outcome or Outcome.FAILED]
     return poll_later(job, reply, now, options, job.failures)  # PENDING: not stopped yet
 
@@ -162,7 +159,7 @@ def poll_later(job: Job, last: Reply | None, now: float, options: Options, failu
     """Poll again after a growing interval, or give up polling at --wait-timeout."""
     if now - job.poll_started >= options.wait_timeout:
         if last is not None and not 200 <= (last.http_status or 0) < 300:
-            return poll_failed(last)  # the last poll failed: not known to be stuck, unknown
+            return poll_failed(last, options.operation.name)  # the last poll failed: not stuck, unknown
         why = f"still {last.status if last else 'unknown'} after --wait-timeout {options.wait_timeout:g}s"
         return Decision(Action.DONE, Outcome.FAILED, overrides={"error_code": WAIT_TIMEOUT, "error_msg": why})
     polls = job.polls + 1
@@ -170,16 +167,19 @@ def poll_later(job: Job, last: Reply | None, now: float, options: Options, failu
     return Decision(Action.PENDING, at=now + delay, failures=failures, polls=polls)
 
 
-def poll_failed(reply: Reply) -> Decision:
-    """Polling cannot finish (refused, an error, errors until --wait-timeout): the stop stays accepted."""
+def poll_failed(reply: Reply, name: str = "stop") -> Decision:
+    """Polling cannot finish (refused, an error, errors until --wait-timeout): the operation `name` stays
+    accepted."""
     what = f"HTTP {reply.http_status}" if reply.http_status is not None else "no answer"
-    overrides = {"error_code": reply.error_code, "error_msg": poll_note(f"{what}: {reply.error_msg or ''}")}
-    return Decision(Action.DONE, Outcome.ACCEPTED, overrides=overrides)
+    note = poll_note(f"{what}: {reply.error_msg or ''}", name)
+    return Decision(
+        Action.DONE, Outcome.ACCEPTED, overrides={"error_code": reply.error_code, "error_msg": note}
+    )
 
 
-def poll_note(what: str) -> str:
-    """The error message of a stop that was accepted but whose polling failed."""
-    return f"stop accepted; polling failed: {what}"[:300]
+def poll_note(what: str, name: str = "stop") -> str:
+    """The error message of an operation (`name`) that was accepted but whose polling failed."""
+    return f"{name} accepted; polling failed: {what}"[:300]
 
 
 def circuit_opens(denials: int, options: Options) -> bool:

@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from bulkops.clock import Clock
 from bulkops.engine.jobs import Job
-from bulkops.models import INVALID_ID, INVALID_PROJECT_ID, Outcome, Result, Target
+from bulkops.models import ALREADY, INVALID_ID, INVALID_PROJECT_ID, Outcome, Result, Target
 from bulkops.io.resume import ResumeState, utc_now
 from bulkops.summary import RunStats
 from bulkops.validation import is_valid_instance_id, is_valid_project_id
@@ -52,7 +52,7 @@ class Records:
             status = http_status = error_code = error_msg = request_id = None
         else:
             status, http_status, request_id = reply.status, reply.http_status, reply.request_id
-            if outcome.succeeded and outcome is not Outcome.ALREADY_STOPPED:
+            if outcome.succeeded and outcome not in ALREADY:
                 error_code = error_msg = None
             else:
                 error_code, error_msg = reply.error_code, reply.error_msg

@@ -17,7 +17,7 @@ and every `engine` room.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,7 +33,7 @@ from bulkops.engine.dispatch import Dispatch
 from bulkops.engine.jobs import Client, Flow, Job, Targets
 from bulkops.engine.limits import LocalLimiter
 from bulkops.engine.records import Records, ResumeState
-from bulkops.engine.seams import ResultSink
+from bulkops.engine.seams import Limiter, ResultSink
 from bulkops.engine.worker import Worker
 from bulkops.models import Result
 from bulkops.options import Options
@@ -42,6 +42,10 @@ from bulkops.summary import RunStats
 log = structlog.get_logger("bulkops.engine")
 
 RESULT_BUFFER = 1024
+
+LimiterFactory = Callable[[LocalLimiter], Limiter]
+"""Builds a run's `Limiter` over its local buckets (the local work source paces with those): the default
+is the local limiter itself; `bulkops.redis.share_limits` yields one that shares them through Redis."""
 
 
 class _Engine:
@@ -56,13 +60,15 @@ class _Engine:
         clock: Clock,
         rng: random.Random,
         resume: ResumeState | None,
+        limiter: LimiterFactory | None,
     ) -> None:
         self.options = options
         self.records = records
         self.flow = flow = Flow()
-        self.limiter = limiter = LocalLimiter(options, clock, records.stats.learned_rates)
-        self.admission = admission = Admission(options, clock, limiter, records, flow, resume)
-        worker = Worker(options, client, clock, rng, admission, limiter, records, flow)
+        local = LocalLimiter(options, clock, records.stats.learned_rates)
+        self.limiter: Limiter = local if limiter is None else limiter(local)
+        self.admission = admission = Admission(options, clock, local, records, flow, resume)
+        worker = Worker(options, client, clock, rng, admission, self.limiter, records, flow)
         self.dispatch = Dispatch(admission, worker, flow, clock)
         self.intake: CancelScope | None = None  # the reader's and the dispatcher's scope
 
@@ -129,6 +135,7 @@ async def stop_instances(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     stats: RunStats | None = None,
+    limiter: LimiterFactory | None = None,
 ) -> AsyncIterator[Run]:
     """Stop every target; iterate the yielded `Run` for one final `Result` per input row.
 
@@ -139,14 +146,18 @@ async def stop_instances(
 
     `targets` is any iterable (read off the event loop) or async iterable of `Target` (rows to send) and
     `Result` (rows already decided, e.g. invalid ones from `read_targets`). `client` defaults to a
-    `DevServerClient` for `options.endpoint`; `clock` and `rng` are injectable for tests.
+    `DevServerClient` for `options.endpoint`; `clock` and `rng` are injectable for tests. `limiter`
+    builds the run's limiter over its local buckets (default: those alone; `bulkops.redis.share_limits`
+    yields one that shares them with every runner naming the same Redis).
     """
     clock = clock or SystemClock()
     stats = stats or RunStats(started=clock.monotonic())
     send, recv = anyio.create_memory_object_stream[Result](RESULT_BUFFER)
     async with _client_for(options, client) as api:
         records = Records(send, stats, clock)
-        engine = _Engine(options, api, records, clock=clock, rng=rng or random.Random(), resume=resume)
+        engine = _Engine(
+            options, api, records, clock=clock, rng=rng or random.Random(), resume=resume, limiter=limiter
+        )
         async with anyio.create_task_group() as tg, recv:
             tg.start_soon(_main, engine, targets)
             run = Run(stats, recv, engine)

@@ -8,13 +8,13 @@
 Each is a `typing.Protocol` with today's behaviour as its local implementation:
 
 * `Limiter`: `limits.LocalLimiter`, per-project token buckets learning from 429s, and the global bucket.
-  A shared one (issue 14, Redis) keeps the same shape: `acquire` is one round trip that returns how
-  long to wait; `learn` gets the reply and the time its request was sent.
+  The shared one (`bulkops.redis.SharedLimiter`, issue 14) sits over the local one: `admit` reserves
+  each send's slot in Redis (one round trip) and sleeps until it comes; `learn` publishes what a 429
+  taught. `stop_instances(..., limiter=...)` chooses; the rooms between do not know which they have.
 * `WorkSource`: `admission.Admission`, the CSV/stdin reader feeding the fair `Scheduler` and the
   on-disk `Overflow`. The local source asks the local limiter's buckets itself (the fair choice among
   projects needs every project's wait without reserving a slot), so `take` returns a row whose slot is
-  already taken. A remote source (issue 15, a Redis stream per project) calls `Limiter.acquire` for a
-  project before it claims that project's next row.
+  already taken; the worker then `admit`s the request (a no-op locally).
 * `ResultSink`: `report.ReportWriter`, fed by `runner` from the run's results stream (`Run.batches`).
 
 Imports only `models` and `engine.jobs`.
@@ -32,9 +32,10 @@ from bulkops.models import Reply, Result
 class Limiter(Protocol):
     """Send slots for (credential, project); the credential is the limiter's own (one per run)."""
 
-    async def acquire(self, project_id: str) -> float:
-        """Take a send slot for `project_id`: 0.0 when it is taken (send now); else the seconds to wait
-        before asking again (nothing taken)."""
+    async def admit(self, project_id: str) -> None:
+        """Called just before a request of `project_id` is sent, its local slot already taken (the work
+        source's): returns when it may go. The local limiter returns at once; a shared one reserves the
+        slot among every runner (one round trip) and sleeps until it comes."""
         ...
 
     def learn(self, project_id: str, reply: Reply, *, throttled: bool, sent: float, now: float) -> None:

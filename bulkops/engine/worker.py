@@ -1,9 +1,10 @@
-"""One attempt and its verdict: send (stop, or show when polling), classify the reply, let the limiter
-learn from it, ask the policy what follows, and apply the decision (a record, a retry, a poll, a
+"""One attempt and its verdict: send (the run's operation, or show when polling), classify the reply, let
+the limiter learn from it, ask the policy what follows, and apply the decision (a record, a retry, a poll, a
 throttled row back to the front, a denial counted, a project given up).
 
 An exception while handling one row ends that row `failed` (`bulkops.internal_error`), never the run;
-with `--wait`, a stop once accepted stays `accepted` whatever its polls meet.
+with `--wait`, an operation once accepted stays `accepted` whatever its polls meet. The operation
+(`options.operation`) is a parameter: bound to the client once (`jobs.sender`), classified by its codes.
 
 401/403 count per project; after `circuit_threshold` in a row, the project's circuit opens: its queued
 rows and every later row of it are reported `skipped` (`bulkops.circuit_open`) without a request; a row
@@ -21,13 +22,13 @@ import random
 import structlog
 
 from bulkops.clock import Clock
-from bulkops.engine.jobs import Client, Flow, Job
+from bulkops.engine.jobs import Client, Flow, Job, sender
 from bulkops.engine.policy import Budgets, circuit_opens, decide, poll_note
 from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter, WorkSource
 from bulkops.models import CIRCUIT_OPEN, INTERNAL_ERROR, Outcome
 from bulkops.options import Options
-from bulkops.cloud.outcomes import Action, classify_show, classify_stop
+from bulkops.cloud.outcomes import Action, classify_act, classify_show
 from bulkops.redact import Redactor
 from bulkops.engine.retry import Backoff
 
@@ -50,6 +51,8 @@ class Worker:
     ) -> None:
         self.options = options
         self.client = client
+        self.op = options.operation
+        self.send = sender(client, self.op)
         self.clock = clock
         self.source = source
         self.limiter = limiter
@@ -72,17 +75,23 @@ class Worker:
             job.first_at = now
             self.budgets.get(project_id).on_request()
         stats = self.stats
-        sent = now
         records = self.records
         records.awaiting_poll.discard(job)
+        op = self.op
+        await self.limiter.admit(project_id)  # a shared limiter's slot (a local one's is taken already)
+        sent = clock.monotonic()
         if job.polling:
             reply = await self.client.show(t.project_id, t.id)
             stats.polls_sent += 1
-            verdict = classify_show(reply)
+            if reply.status == op.transit:
+                job.passed = True
+            verdict = classify_show(reply, op, job.passed)
         else:
-            reply = await self.client.stop(t.project_id, t.id)
-            stats.stops_sent += 1
-            verdict = classify_stop(reply)
+            reply = await self.send(t.project_id, t.id)
+            stats.stops_sent += 1  # the operation's requests (the name is the summary's, from stop)
+            if reply.status == op.transit:
+                job.passed = True
+            verdict = classify_act(op, reply)
         stats.requests += 1
         job.attempts += 1
         job.last = reply
@@ -151,8 +160,8 @@ class Worker:
         creds = self.options.credentials
         text = f"{type(exc).__name__}: {exc}"
         msg = (Redactor(creds.secrets()).redact(text) if creds else text) or ""
-        if job.polling:  # the stop was taken: only its poll failed
-            overrides = {"error_code": INTERNAL_ERROR, "error_msg": poll_note(msg)}
+        if job.polling:  # the operation was taken: only its poll failed
+            overrides = {"error_code": INTERNAL_ERROR, "error_msg": poll_note(msg, self.op.name)}
             await self.records.finish(job, Outcome.ACCEPTED, overrides)
         else:
             overrides = {"error_code": INTERNAL_ERROR, "error_msg": msg[:300]}

@@ -75,3 +75,16 @@ def reason(exc: BaseException, url: str, password: str | None = None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text[:200]
+
+
+async def check_reachable(url: str, *, password: str | None = None) -> None:
+    """Ping Redis at `url` once (the pre-flight check of `--redis`): `ConfigError`, one line, if it does
+    not answer."""
+    client = open_client(url, password=password)
+    try:
+        await client.ping()
+    except redis_errors() as exc:
+        given = password or os.environ.get(ENV_PASSWORD)
+        raise ConfigError(f"Redis at {redact_url(url)} is unreachable: {reason(exc, url, given)}") from exc
+    finally:
+        await client.aclose()

@@ -17,8 +17,9 @@ largest `s` of all and advancing each of them from it.
 Why GCRA and not a token bucket with a count and a stamp: one number per bucket, so the state of a
 bucket is one field written once per reservation; no floating refill to drift; and the wait falls out of
 the same subtraction. A change of rate rescales the backlog (`tat - now`) by the ratio of the intervals,
-so what was owed in requests stays owed in requests. A new bucket starts one token short of full, as the
-local `adaptive.paced_bucket` does (see "Pacing" in `ratelimit`).
+so what was owed in requests stays owed in requests. A new bucket starts `START_MARGIN` seconds of tokens
+short of full (one token at least, as the local `adaptive.paced_bucket` does: see "Pacing" in
+`ratelimit`): runners share it, so the arrival noise at the start is theirs together.
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ from __future__ import annotations
 import math
 
 
+#: Seconds of sending a new bucket holds back from its first burst (at least one token, at most all but
+#: one): the first requests of runners that start together reach the gateway late and out of order (new
+#: connections, processes starting), while the gateway's bucket starts full only at the first of them.
+START_MARGIN = 0.25
+
+
 def fresh_tat(now: float, interval: float, capacity: float) -> float:
-    """The `tat` of a new bucket: one token held back when it holds two or more."""
-    return now + interval if capacity >= 2.0 else now
+    """The `tat` of a new bucket: `START_MARGIN` worth of tokens held back when it holds two or more."""
+    if capacity < 2.0:
+        return now
+    held = min(capacity - 1.0, max(1.0, math.floor(START_MARGIN / interval)))
+    return now + held * interval
 
 
 def rescale(tat: float, now: float, old_interval: float, new_interval: float) -> float:

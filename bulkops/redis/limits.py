@@ -77,7 +77,7 @@ class SharedLimits:
         url: str,
         *,
         endpoint: str,
-        credentials: Credentials,
+        credentials: Credentials | None,
         password: str | None = None,
         clock: Clock | None = None,
         runner_id: str | None = None,
@@ -372,7 +372,7 @@ async def open_shared_limits(
     url: str,
     *,
     endpoint: str,
-    credentials: Credentials,
+    credentials: Credentials | None,
     password: str | None = None,
     clock: Clock | None = None,
 ) -> AsyncIterator[SharedLimits]:

@@ -81,9 +81,10 @@ def url_password(url: str) -> str | None:
     return None
 
 
-def credential_name(credentials: Credentials) -> str:
-    """The credential's name in Redis: HMAC-SHA256 with `CREDENTIAL_KEY` of its AK (or its IAM token)."""
-    secret = credentials.ak or credentials.auth_token or ""
+def credential_name(credentials: Credentials | None) -> str:
+    """The credential's name in Redis: HMAC-SHA256 with `CREDENTIAL_KEY` of its AK (or its IAM token);
+    None (a simulator without auth) is named as the empty secret."""
+    secret = (credentials.ak or credentials.auth_token or "") if credentials is not None else ""
     return hmac.new(CREDENTIAL_KEY, secret.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
 
 
@@ -113,7 +114,7 @@ class Keys:
         self.endpoint = scope.rsplit(":", 2)[-2]
 
     @classmethod
-    def of(cls, endpoint: str, credentials: Credentials) -> Keys:
+    def of(cls, endpoint: str, credentials: Credentials | None) -> Keys:
         """The scope of `credentials` on `endpoint`."""
         return cls(f"{PREFIX}{endpoint_name(endpoint)}:{credential_name(credentials)}")
 

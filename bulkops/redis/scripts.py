@@ -18,12 +18,15 @@ The GCRA is `gcra.LocalGcra`'s, line for line.
 
 from __future__ import annotations
 
+from bulkops.redis.gcra import START_MARGIN
+
 _COMMON = """
 local function now_s()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local function fmt(x) return string.format('%.17g', x) end
+local START_MARGIN = """ + repr(START_MARGIN) + """
 """
 
 #: KEYS: runners, projects, scopes, project hash, project cfg, global hash, global cfg
@@ -79,7 +82,7 @@ local function bucket(key, rate, cap, seed)
   local tat, old = tonumber(s[1]), tonumber(s[2])
   if tat == nil then
     tat = now
-    if cap >= 2 then tat = now + iv end
+    if cap >= 2 then tat = now + math.min(cap - 1, math.max(1, math.floor(START_MARGIN / iv))) * iv end
     -- Held before its first request: no burst after the hold either.
     if hold > now then tat = math.max(tat, hold + (cap - 1) * iv) end
   elseif old ~= nil and old ~= iv and tat > now then

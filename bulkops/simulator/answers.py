@@ -3,6 +3,8 @@
 Error bodies are `{"error_code": ..., "error_msg": ...}` and are rendered once, at import, into bytes.
 
     HTTP  error_code       error_msg                                                  source
+    400   ModelArts.6305   The instance is already running.                           documented
+    400   ModelArts.6306   The instance is starting.                                  documented
     400   ModelArts.6307   The instance has already been stopped.                     documented
     400   ModelArts.6308   The instance is stopping.                                  documented
     400   ModelArts.6309   The instance does not exist. (also as 404)                 documented
@@ -16,6 +18,12 @@ Error bodies are `{"error_code": ..., "error_msg": ...}` and are rendered once, 
     502   APIGW.0201       Backend unavailable.                                       APIGW catalogue
     503   APIGW.0201       Service unavailable.                                       SIMULATOR-CHOSEN
     504   APIGW.0201       Backend timeout.                                           APIGW catalogue
+
+An operation refused for the instance's status is answered with the code of that status (`REFUSALS`:
+RUNNING 6305, STARTING 6306, STOPPED 6307, STOPPING 6308; any other status 6310). The catalogue documents
+6305-6308 (ModelArts "Error Codes"; 6306's description: "Other operations cannot be performed because the
+instance is being started"); which code answers which operation in which status (a reboot of a STOPPED
+instance: 6307; a start of a STOPPING one: 6308) is SIMULATOR-CHOSEN by that rule.
 
 The 401 reasons are fixed phrases (never an echo of the request, so never a secret). The instance body has
 the reference example's fields; everything but id, status and update_at is derived from a hash of the id,
@@ -36,6 +44,8 @@ def error_body(code: str, msg: str) -> bytes:
     return json.dumps({"error_code": code, "error_msg": msg}).encode()
 
 
+ALREADY_RUNNING: Final = ("ModelArts.6305", "The instance is already running.")
+STARTING: Final = ("ModelArts.6306", "The instance is starting.")
 ALREADY_STOPPED: Final = ("ModelArts.6307", "The instance has already been stopped.")
 STOPPING: Final = ("ModelArts.6308", "The instance is stopping.")
 NOT_FOUND: Final = ("ModelArts.6309", "The instance does not exist.")
@@ -57,11 +67,22 @@ SERVER_ERRORS: Final[dict[int, tuple[str, bytes]]] = {
 }
 
 BODY_ALREADY_STOPPED: Final = error_body(*ALREADY_STOPPED)
+BODY_ALREADY_RUNNING: Final = error_body(*ALREADY_RUNNING)
+BODY_STARTING: Final = error_body(*STARTING)
 BODY_STOPPING: Final = error_body(*STOPPING)
 BODY_NOT_FOUND: Final = error_body(*NOT_FOUND)
 BODY_BAD_STATUS: Final = error_body(*BAD_STATUS)
 BODY_FORBIDDEN: Final = error_body(*FORBIDDEN)
 BODY_NO_API: Final = error_body(*NO_API)
+
+#: The answer to an operation the instance's status does not allow: status -> (error_code, body); any
+#: status not listed gets BAD_STATUS.
+REFUSALS: Final[dict[str, tuple[str, bytes]]] = {
+    "RUNNING": (ALREADY_RUNNING[0], BODY_ALREADY_RUNNING),
+    "STARTING": (STARTING[0], BODY_STARTING),
+    "STOPPED": (ALREADY_STOPPED[0], BODY_ALREADY_STOPPED),
+    "STOPPING": (STOPPING[0], BODY_STOPPING),
+}
 
 _auth_bodies: dict[str, bytes] = {}
 
@@ -106,7 +127,7 @@ def created_ms(instance_id: str) -> int:
 
 
 def instance_body(instance_id: str, status: str, update_ms: int) -> bytes:
-    """The JSON instance object of a 200 answer (stop or show)."""
+    """The JSON instance object of a 200 answer (stop, start, reboot or show)."""
     name, flavor, image, create_at = _facts(instance_id)
     arch, image_id, image_name, server_type = _IMAGES[image]
     # Every interpolated value is hex, digits or a fixed word: no escaping needed.

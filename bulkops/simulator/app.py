@@ -1,6 +1,8 @@
 """The simulator server: one aiohttp.web application that behaves like the DevServer API and its gateway.
 
     PUT /v1/{project_id}/dev-servers/{id}/stop   stop an instance (200 with the instance, STOPPING)
+    PUT /v1/{project_id}/dev-servers/{id}/start  start an instance (200 with the instance, STARTING)
+    PUT /v1/{project_id}/dev-servers/{id}/reboot reboot an instance (200 with the instance, REBOOTING)
     GET /v1/{project_id}/dev-servers/{id}        show an instance (200 with its current status)
     GET /v1/{project_id}/dev-servers             list a project's instances, a page at a time (listing.py)
     GET /_sim/stats                              counters per project, as JSON (no auth)
@@ -30,20 +32,17 @@ from typing import Final
 from aiohttp import web
 
 from bulkops.simulator.answers import (
-    ALREADY_STOPPED,
     AUTH_FAILED,
     BAD_STATUS,
-    BODY_ALREADY_STOPPED,
     BODY_BAD_STATUS,
     BODY_FORBIDDEN,
     BODY_NO_API,
     BODY_NOT_FOUND,
-    BODY_STOPPING,
     FORBIDDEN,
     JSON,
     NOT_FOUND,
+    REFUSALS,
     SERVER_ERRORS,
-    STOPPING,
     THROTTLED,
     auth_body,
     instance_body,
@@ -102,6 +101,8 @@ class Simulator:
         app = web.Application()
         app[SIMULATOR] = self
         app.router.add_put("/v1/{project_id}/dev-servers/{id}/stop", self._stop)
+        app.router.add_put("/v1/{project_id}/dev-servers/{id}/start", self._start)
+        app.router.add_put("/v1/{project_id}/dev-servers/{id}/reboot", self._reboot)
         app.router.add_get("/v1/{project_id}/dev-servers/{id}", self._show, allow_head=False)
         app.router.add_get("/v1/{project_id}/dev-servers", self._list, allow_head=False)
         app.router.add_get("/_sim/stats", self._stats, allow_head=False)
@@ -122,15 +123,23 @@ class Simulator:
         return web.Response(status=status, body=body, content_type=JSON, headers=headers)
 
     async def _stop(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, stop=True)
+        return await self._serve(request, op="stop")
+
+    async def _start(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, op="start")
+
+    async def _reboot(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, op="reboot")
 
     async def _show(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, stop=False)
+        return await self._serve(request, op=None)
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
-        return await self._serve(request, stop=False, listing=True)
+        return await self._serve(request, op=None, listing=True)
 
-    async def _serve(self, request: web.Request, *, stop: bool, listing: bool = False) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, *, op: str | None, listing: bool = False
+    ) -> web.StreamResponse:
         arrived = self.clock()
         match = request.match_info
         project_id, instance_id = match["project_id"], match.get("id", "")
@@ -148,7 +157,7 @@ class Simulator:
             if fault is None and listing:
                 status, body, code = self.lister.page(project_id, request.query)
             elif fault is None:
-                status, body, code, applied = self._operate(project_id, instance_id, stop=stop)
+                status, body, code, applied = self._operate(project_id, instance_id, op=op)
             elif fault == "reset":
                 pstats.fault(fault)
                 return self._reset(
@@ -157,7 +166,7 @@ class Simulator:
                 )
             else:
                 pstats.fault(fault)
-                status, body, code, applied = await self._inject(fault, project_id, instance_id, stop=stop)
+                status, body, code, applied = await self._inject(fault, project_id, instance_id, op=op)
         if applied:
             pstats.state_changes += 1
         pstats.answered(status)
@@ -168,27 +177,25 @@ class Simulator:
         return self._answer(status, body, rid, retry_after)
 
     def _operate(
-        self, project_id: str, instance_id: str, *, stop: bool
+        self, project_id: str, instance_id: str, *, op: str | None
     ) -> tuple[int, bytes, str | None, bool]:
-        """Stop or show: (status, body, error_code, applied)."""
-        if not stop:
+        """An operation (`op`: stop, start, reboot), or show (None): (status, body, error_code, applied)."""
+        if op is None:
             current = self.instances.status(project_id, instance_id)
             if current is None:
                 return self._not_found(instance_id)
             return 200, instance_body(instance_id, *current), None, False
-        now_status, applied, update_ms = self.instances.stop(project_id, instance_id)
+        now_status, applied, update_ms = self.instances.apply(op, project_id, instance_id)
         if applied:
-            return 200, instance_body(instance_id, "STOPPING", update_ms), None, True
+            assert now_status is not None
+            return 200, instance_body(instance_id, now_status, update_ms), None, True
         if now_status is None:
             return self._not_found(instance_id)
-        if now_status == "STOPPED":
-            return 400, BODY_ALREADY_STOPPED, ALREADY_STOPPED[0], False
-        if now_status == "STOPPING":
-            return 400, BODY_STOPPING, STOPPING[0], False
-        return 400, BODY_BAD_STATUS, BAD_STATUS[0], False
+        code, body = REFUSALS.get(now_status, (BAD_STATUS[0], BODY_BAD_STATUS))
+        return 400, body, code, False
 
     async def _inject(
-        self, fault: str, project_id: str, instance_id: str, *, stop: bool
+        self, fault: str, project_id: str, instance_id: str, *, op: str | None
     ) -> tuple[int, bytes, str | None, bool]:
         """An answering fault: (status, body, error_code, applied)."""
         applied = False
@@ -197,8 +204,8 @@ class Simulator:
                 await asyncio.wait_for(self._closing.wait(), self.config.hang_seconds)
             status = 504
         elif fault == "applied_then_503":
-            if stop:
-                applied = self.instances.stop(project_id, instance_id)[1]
+            if op is not None:
+                applied = self.instances.apply(op, project_id, instance_id)[1]
             status = 503
         else:
             status = FAULT_STATUS[fault]

@@ -2,14 +2,18 @@
 
     RUNNING ──stop──► STOPPING ──(stop_delay elapsed)──► STOPPED
                                   └─(for stop_failed_share of ids)─► STOP_FAILED ──stop──► STOPPING ...
+    STOPPED ──start──► STARTING ──(stop_delay elapsed)──► RUNNING       (START_FAILED ──start──► too)
+    RUNNING ──reboot──► REBOOTING ──(stop_delay elapsed)──► RUNNING     (REBOOT_FAILED ──reboot──► too)
 
 Only instances whose state changed are stored, in `InstanceStore.overrides` ((project_id, id) -> Override).
-An override records when the stop was applied; the status is worked out on access by comparing the clock
-with `since + stop_delay`. Instances generated as STOPPING are taken to have started stopping when the store
-was made, so they too become STOPPED after the delay without being stored.
+An override records when the operation was applied; the status is worked out on access by comparing the
+clock with `since + stop_delay` (one delay for every transition). Instances generated as STOPPING,
+STARTING or REBOOTING are taken to have started on their way when the store was made, so they too reach
+their end after the delay without being stored.
 
 Whether a stop ends in STOP_FAILED is decided per (id, attempt) by a hash, so a run repeats, and a second
-stop of a STOP_FAILED instance may succeed. Stops are accepted from RUNNING and STOP_FAILED only.
+stop of a STOP_FAILED instance may succeed (starts and reboots always succeed). Each operation is accepted
+from the statuses in `MOVES` only.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from dataclasses import dataclass
 from bulkops.simulator.answers import created_ms
 from bulkops.simulator.inventory import Inventory
 
-STOPPABLE = frozenset({"RUNNING", "STOP_FAILED"})
+#: operation -> (the statuses it is accepted from, the status on the way, the status at the end).
+MOVES: dict[str, tuple[frozenset[str], str, str]] = {
+    "stop": (frozenset({"RUNNING", "STOP_FAILED"}), "STOPPING", "STOPPED"),
+    "start": (frozenset({"STOPPED", "START_FAILED"}), "STARTING", "RUNNING"),
+    "reboot": (frozenset({"RUNNING", "REBOOT_FAILED"}), "REBOOTING", "RUNNING"),
+}
+STOPPABLE = MOVES["stop"][0]
+#: A status generated on the way (the inventory's) -> the operation it is on the way of.
+_ON_THE_WAY = {transit: op for op, (_, transit, _) in MOVES.items()}
 
 
 def unit(text: str) -> float:
@@ -31,12 +43,14 @@ def unit(text: str) -> float:
 
 @dataclass(slots=True)
 class Override:
-    """A stopped (or stopping) instance: `since` is the clock reading when the stop was applied."""
+    """A changed instance: `since` is the clock reading when the operation was applied; it is `transit`
+    (STOPPING, ...) until the delay has passed, then `final`."""
 
     since: float
     update_ms: int
     final: str
     attempts: int
+    transit: str = "STOPPING"
 
 
 class InstanceStore:
@@ -61,7 +75,9 @@ class InstanceStore:
         self._wall = wall_clock
         self._started = clock()
 
-    def _final(self, instance_id: str, attempt: int) -> str:
+    def _final(self, instance_id: str, attempt: int, op: str = "stop") -> str:
+        if op != "stop":
+            return MOVES[op][2]
         if self._fail_share and unit(f"{instance_id}|stop|{attempt}") < self._fail_share:
             return "STOP_FAILED"
         return "STOPPED"
@@ -72,30 +88,38 @@ class InstanceStore:
         if override is not None:
             if self._clock() - override.since >= self._delay:
                 return override.final, override.update_ms + int(self._delay * 1000)
-            return "STOPPING", override.update_ms
+            return override.transit, override.update_ms
         initial = self.inventory.initial_status(project_id, instance_id)
         if initial is None:
             return None
         update_ms = created_ms(instance_id) + 60_000
-        if initial == "STOPPING" and self._clock() - self._started >= self._delay:
-            return self._final(instance_id, 0), update_ms
+        on_the_way = _ON_THE_WAY.get(initial)
+        if on_the_way is not None and self._clock() - self._started >= self._delay:
+            return self._final(instance_id, 0, on_the_way), update_ms
         return initial, update_ms
 
     def stop(self, project_id: str, instance_id: str) -> tuple[str | None, bool, int]:
-        """Apply a stop: (status, applied, update_at ms).
+        """Apply a stop: `apply("stop", ...)`."""
+        return self.apply("stop", project_id, instance_id)
 
-        `applied` is True when the instance went to STOPPING now; otherwise `status` is why not (None for
-        an unknown instance, STOPPING/STOPPED for a stop already done, anything else for a refusal).
+    def apply(self, op: str, project_id: str, instance_id: str) -> tuple[str | None, bool, int]:
+        """Apply operation `op` (a key of `MOVES`): (status, applied, update_at ms).
+
+        `applied` is True when the instance went on its way now (STOPPING, STARTING, REBOOTING), which
+        `status` then is; otherwise `status` is why not (None for an unknown instance, else the status
+        that does not allow `op`).
         """
         current = self.status(project_id, instance_id)
         if current is None:
             return None, False, 0
         status, update_ms = current
-        if status not in STOPPABLE:
+        allowed, transit, _ = MOVES[op]
+        if status not in allowed:
             return status, False, update_ms
         key = (project_id, instance_id)
         previous = self.overrides.get(key)
         attempt = previous.attempts + 1 if previous is not None else 1
         now_ms = int(self._wall() * 1000)
-        self.overrides[key] = Override(self._clock(), now_ms, self._final(instance_id, attempt), attempt)
-        return "STOPPING", True, now_ms
+        final = self._final(instance_id, attempt, op)
+        self.overrides[key] = Override(self._clock(), now_ms, final, attempt, transit)
+        return transit, True, now_ms
