@@ -388,6 +388,34 @@ def test_paced_bucket_never_outruns_a_server_bucket_of_the_same_shape(adaptive: 
         server.take(arrival)
 
 
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_paced_bucket_anchors_at_the_first_answer_when_the_first_sends_arrive_late(adaptive: bool) -> None:
+    """The first requests of a run open their connections while the client is still starting up (reading
+    its input, connecting): they reach the server 100 ms after their tokens were taken, later ones 2 ms
+    after. The server's bucket starts at that late first arrival; the first answer anchors the client's
+    refill there, so the held-back token is still in hand when the burst is spent (without the anchor, the
+    client is 2.5 tokens ahead of the server and request 25 or so draws a 429)."""
+    limit = RateLimit(25.0)
+    client = paced_bucket(limit, 0.0, adaptive=adaptive)
+    server: TokenBucket | None = None
+    answers: list[float] = []
+    first_answer = math.inf
+    now = 0.0
+    for n in range(300):
+        now += client.wait_time(now)
+        while answers and answers[0] <= now:  # answers that came back before this send
+            client.answered(heapq.heappop(answers))
+            now += client.wait_time(now)
+        client.take(now)
+        arrival = now + (0.1 if now < first_answer else 0.002)  # a cold connection until an answer came
+        if server is None:
+            server = TokenBucket(limit, arrival)
+        assert server.wait_time(arrival) == 0.0, n
+        server.take(arrival)
+        first_answer = min(first_answer, arrival + 0.001)  # answered at once
+        heapq.heappush(answers, arrival + 0.001)
+
+
 def test_paced_bucket_of_one_token_starts_full() -> None:
     """A bucket of one token cannot hold one back: it starts full and is only paced."""
     bucket = paced_bucket(RateLimit(10.0, 1), 0.0, adaptive=False)

@@ -22,13 +22,23 @@ def test_gcra_sends_a_burst_then_one_per_interval() -> None:
     assert waits == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0, 1.5])
 
 
-def test_gcra_refills_after_an_idle_spell_up_to_its_capacity() -> None:
-    """After a long idle spell a bucket holds `capacity` again, never more."""
+def test_gcra_refills_after_an_idle_spell_up_to_its_capacity_less_the_margin() -> None:
+    """After a long idle spell a bucket bursts `capacity` less the tokens it holds back (one at 1/s), never
+    more: the gateway's bucket of the same shape is full then, and arrival noise must not outrun it."""
     bucket = LocalGcra(1.0, 3.0, now=0.0)
     for _ in range(5):
         bucket.reserve(0.0)
     waits = [bucket.reserve(1000.0) for _ in range(4)]
-    assert waits == pytest.approx([0.0, 0.0, 0.0, 1.0])
+    assert waits == pytest.approx([0.0, 0.0, 1.0, 2.0])
+
+
+def test_gcra_holds_back_a_quarter_second_of_a_fast_bucket() -> None:
+    """At 40/s with a burst of 40, a fresh or idle bucket sends 30 at once (START_MARGIN: 10 held back)."""
+    bucket = LocalGcra(40.0, 40.0, now=0.0)
+    waits = [bucket.reserve(0.0) for _ in range(31)]
+    assert waits == pytest.approx([0.0] * 30 + [0.025], abs=1e-9)
+    later = [bucket.reserve(100.0) for _ in range(31)]
+    assert later == pytest.approx([0.0] * 30 + [0.025], abs=1e-9)
 
 
 def test_gcra_keeps_what_is_owed_in_requests_when_the_rate_changes() -> None:

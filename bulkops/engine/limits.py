@@ -67,17 +67,21 @@ class LocalLimiter:
 
     def learn(self, project_id: str, reply: Reply, *, throttled: bool, sent: float, now: float) -> None:
         """Learn from the answer to a request of `project_id` sent at `sent`."""
+        bucket = self.buckets.get(project_id)
+        if bucket is not None:
+            bucket.answered(now)  # the first answer anchors the bucket's refill (ratelimit, "Pacing")
+        glob = self.global_bucket
+        if glob is not None:
+            glob.answered(now)
         if throttled:
             self._throttled(project_id, reply, sent, now)
             return
-        bucket = self.buckets.get(project_id)
         if isinstance(bucket, AdaptiveBucket):
             if reply.http_status is not None and reply.http_status < 500:
                 if bucket.on_success(now):  # answered without throttling: the rate may climb
                     self._rate_changed(project_id, bucket, "bulkops.rate.raised")
             else:
                 bucket.on_failure(now)
-        glob = self.global_bucket
         if glob is not None and isinstance(glob, AdaptiveBucket) and glob.learned:
             glob.on_success(now)
 

@@ -14,10 +14,13 @@ tiniest scheduling or network noise then lands a request a hair early, and it ge
 keeps a margin: it paces a project at `1 - PACING_MARGIN` (99 %) of its `--rate`, and starts a bucket of two
 or more tokens with one token held back (capacity - 1), and keeps it back until its first request: a
 bucket given `start` earns nothing before its first `take`, so a project whose first request waits behind
-others still starts one token short. The held-back token absorbs up to one interval of arrival noise at
-the start, and the 1 % margin makes that slack grow by a hundredth of an interval per request, so arrivals
-never outrun a server bucket of the same shape. The price is about 1 % of throughput plus one interval per
-project, well inside the 2 % the benchmarks allow (`python -m benchmarks rate`).
+others still starts one token short; and the first answer (`answered`) drops what it earned before the
+server could have seen a request (a run's first connections open while the client still starts up: its
+first requests can reach the server tens of ms late, more than one interval at 25/s). The held-back token
+absorbs up to one interval of arrival noise at the start, and the 1 % margin makes that slack grow by a
+hundredth of an interval per request, so arrivals never outrun a server bucket of the same shape. The price
+is about 1 % of throughput plus one interval and one first round trip per project, inside the 2 % the
+benchmarks allow (`python -m benchmarks rate`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ class TokenBucket:
         # With `start`, the bucket earns nothing until its first `take`: the tokens held back stay held
         # back however long the first request waits (e.g. behind other projects' queues).
         self._fresh = start is not None
+        # Until the first answer, tokens taken from `start` are counted: the server's bucket starts at its
+        # first request's arrival, which may come well after the first `take` (see `answered`).
+        self._unanchored: float | None = None if start is None else self._tokens
         self._held_until = -math.inf
 
     @property
@@ -87,6 +93,25 @@ class TokenBucket:
         self._refill(now)
         self._fresh = False
         self._tokens -= 1.0
+        if self._unanchored is not None:
+            self._unanchored -= 1.0
+
+    def answered(self, now: float) -> None:
+        """An answer came back: call for every answer (cheap after the first).
+
+        The first answer anchors the refill. A server's bucket starts when its first request arrives, and
+        a bucket given `start` started earning at its first `take`: when that first request reached the
+        server late (its connection opened while the client was still starting up: tens of ms), the two
+        clocks are that much apart, more than the one held-back token absorbs at a high rate. The answer
+        proves the server's bucket exists, so the tokens earned before it are dropped: the bucket holds
+        what `start` left after the takes so far (a debt if more went out), and earns from now on.
+        """
+        left = self._unanchored
+        if left is None:
+            return
+        self._unanchored = None
+        self._refill(now)
+        self._tokens = min(self._tokens, left)
 
     def _drain(self, now: float) -> None:
         """Drop the banked tokens (they start earning again from now)."""

@@ -103,7 +103,7 @@ class Fallback:
             buckets.append(self._bucket(now, GLOBAL, global_limit or limit))
         at = max(bucket.allowed_at(now) for bucket in buckets)
         for bucket in buckets:
-            bucket.commit(at)
+            bucket.commit(now, at)
         return at - now
 
     def learn(self, now: float, key: str, *, rate: float | None, hold_for: float | None) -> None:

@@ -17,9 +17,9 @@ largest `s` of all and advancing each of them from it.
 Why GCRA and not a token bucket with a count and a stamp: one number per bucket, so the state of a
 bucket is one field written once per reservation; no floating refill to drift; and the wait falls out of
 the same subtraction. A change of rate rescales the backlog (`tat - now`) by the ratio of the intervals,
-so what was owed in requests stays owed in requests. A new bucket starts `START_MARGIN` seconds of tokens
-short of full (one token at least, as the local `adaptive.paced_bucket` does: see "Pacing" in
-`ratelimit`): runners share it, so the arrival noise at the start is theirs together.
+so what was owed in requests stays owed in requests. A bucket never banks its last `START_MARGIN`
+seconds of tokens (one token at least, as the local `adaptive.paced_bucket` holds one back at its start:
+see "Pacing" in `ratelimit`): runners share it, so the arrival noise of a burst is theirs together.
 """
 
 from __future__ import annotations
@@ -27,18 +27,23 @@ from __future__ import annotations
 import math
 
 
-#: Seconds of sending a new bucket holds back from its first burst (at least one token, at most all but
-#: one): the first requests of runners that start together reach the gateway late and out of order (new
-#: connections, processes starting), while the gateway's bucket starts full only at the first of them.
+#: Seconds of sending a bucket never banks (at least one token, at most all but one): a burst after an
+#: idle spell, from runners that start together, reaches the gateway late and out of order (new
+#: connections, processes starting, other runners' requests between), while the gateway's own bucket of
+#: the same shape is full; the tokens held back absorb that noise.
 START_MARGIN = 0.25
 
 
-def fresh_tat(now: float, interval: float, capacity: float) -> float:
-    """The `tat` of a new bucket: `START_MARGIN` worth of tokens held back when it holds two or more."""
+def held_back(interval: float, capacity: float) -> float:
+    """Tokens a bucket never banks: `START_MARGIN` worth, at least one, none for a bucket of one."""
     if capacity < 2.0:
-        return now
-    held = min(capacity - 1.0, max(1.0, math.floor(START_MARGIN / interval)))
-    return now + held * interval
+        return 0.0
+    return min(capacity - 1.0, max(1.0, math.floor(START_MARGIN / interval + 1e-9)))
+
+
+def fresh_tat(now: float, interval: float, capacity: float) -> float:
+    """The `tat` of a new bucket: `held_back` tokens short of full."""
+    return now + held_back(interval, capacity) * interval
 
 
 def rescale(tat: float, now: float, old_interval: float, new_interval: float) -> float:
@@ -67,16 +72,21 @@ class LocalGcra:
     def allowed_at(self, now: float) -> float:
         """The earliest time a request may go (not before `now`)."""
         tau = (self._capacity - 1.0) * self._interval
-        return max(now, self._tat - tau, self._hold)
+        return max(now, self._banked_tat(now) - tau, self._hold)
 
-    def commit(self, at: float) -> None:
-        """Record a request sent at `at` (a time `allowed_at` allowed, or later)."""
-        self._tat = max(self._tat, at) + self._interval
+    def _banked_tat(self, now: float) -> float:
+        """`tat`, with no more than `capacity - held_back` tokens banked at `now`."""
+        interval = self._interval
+        return max(self._tat, now + held_back(interval, self._capacity) * interval)
+
+    def commit(self, now: float, at: float) -> None:
+        """Record a request sent at `at` (a time `allowed_at(now)` allowed, or later)."""
+        self._tat = max(self._banked_tat(now), at) + self._interval
 
     def reserve(self, now: float) -> float:
         """Take the next slot: the seconds to wait before sending (0.0 when a slot is free now)."""
         at = self.allowed_at(now)
-        self.commit(at)
+        self.commit(now, at)
         return at - now
 
     def set_rate(self, now: float, rate: float) -> None:

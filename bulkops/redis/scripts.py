@@ -82,11 +82,14 @@ local function bucket(key, rate, cap, seed)
   local tat, old = tonumber(s[1]), tonumber(s[2])
   if tat == nil then
     tat = now
-    if cap >= 2 then tat = now + math.min(cap - 1, math.max(1, math.floor(START_MARGIN / iv))) * iv end
     -- Held before its first request: no burst after the hold either.
     if hold > now then tat = math.max(tat, hold + (cap - 1) * iv) end
   elseif old ~= nil and old ~= iv and tat > now then
     tat = now + (tat - now) * iv / old
+  end
+  -- Never more than `cap - held` banked (see gcra.held_back): a burst leaves START_MARGIN of slack.
+  if cap >= 2 then
+    tat = math.max(tat, now + math.min(cap - 1, math.max(1, math.floor(START_MARGIN / iv + 1e-9))) * iv)
   end
   local at = math.max(now, tat - (cap - 1) * iv, hold)
   return {key = key, rate = rate, iv = iv, tat = tat, cap = cap, at = at, learned = learned}
