@@ -187,9 +187,39 @@ def test_region_table_matches_the_official_sdk() -> None:
 
 
 def test_endpoint_wins_over_region() -> None:
-    """--endpoint overrides --region, and an unknown region falls back to the usual host pattern."""
+    """--endpoint overrides --region, even a region not in the table (the way to reach a new region)."""
     assert resolve_endpoint("http://127.0.0.1:9", "cn-north-4") == "http://127.0.0.1:9"
-    assert resolve_endpoint(None, "xx-new-9") == "https://modelarts.xx-new-9.myhuaweicloud.com"
+    assert resolve_endpoint("http://127.0.0.1:9", "xx-new-9") == "http://127.0.0.1:9"
+
+
+def test_a_mistyped_region_is_one_line_naming_the_closest_regions(tmp_path: Path) -> None:
+    """`--region cn-nort-4`: exit 2 and one line naming cn-north-4 (it used to warn and fail every row on
+    DNS); a region nothing resembles lists the known ones."""
+    src = tmp_path / "ids.csv"
+    src.write_text("3fa85f64-5717-4562-b3fc-2c963f66afa6\n")
+    code, out, err = stop(str(src), "--region", "cn-nort-4", "--project-id", P_A, "--yes")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "bulkops: error: unknown --region 'cn-nort-4': did you mean cn-north-4, cn-north-9 or cn-north-2? "
+        "(--endpoint URL reaches a region not in the SDK's table)"
+    ]
+    code, _, err = stop(str(src), "--region", "zzzz", "--project-id", P_A, "--dry-run")
+    assert code == 2 and "known: af-north-1, " in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_resume_without_report_is_refused(tmp_path: Path) -> None:
+    """`stop ids.csv --resume` without --report: exit 2, one line saying --resume needs --report PATH,
+    nothing created (it used to look for a fresh default report name, which never exists)."""
+    src = tmp_path / "ids.csv"
+    src.write_text("3fa85f64-5717-4562-b3fc-2c963f66afa6\n")
+    for extra in ((), ("--dry-run",)):
+        code, out, err = stop(str(src), "--resume", "--project-id", P_A, *extra)
+        assert code == 2 and out == ""
+        assert err.strip().splitlines() == [
+            "bulkops: error: --resume needs --report PATH (the report to continue)"
+        ]
+    assert list(tmp_path.iterdir()) == [src]
 
 
 def test_help_shows_every_environment_variable() -> None:

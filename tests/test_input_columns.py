@@ -28,14 +28,23 @@ def read(text: str, default_project: str | None = P) -> list[Target | Result]:
 
 
 def test_unknown_columns_are_named_in_one_warning() -> None:
-    """Columns besides id, instance_id and project_id are named once, in order; the rows read as before."""
+    """Columns besides id, instance_id, project_id and `bulkops list`'s are named once, in order; the rows
+    read as before."""
     with capture_logs() as logs:
-        rows = read(f"zone,id,Flavor,project_id,zone,\nz1,{U1},f,{Q},z2,\n")
+        rows = read(f"zone,id,Size,project_id,zone,\nz1,{U1},f,{Q},z2,\n")
     assert rows == [Target(2, Q, U1)]
     warnings = [e for e in logs if e["event"] == "bulkops.input.unknown_columns"]
     assert len(warnings) == 1
-    assert warnings[0]["columns"] == ["zone", "Flavor"] and warnings[0]["count"] == 2
+    assert warnings[0]["columns"] == ["zone", "Size"] and warnings[0]["count"] == 2
     assert warnings[0]["log_level"] == "warning"
+
+
+def test_the_columns_bulkops_list_writes_are_read_without_a_warning() -> None:
+    """`bulkops list`'s header (project_id,id,name,status,flavor) reads its rows and warns of nothing."""
+    with capture_logs() as logs:
+        rows = read(f"project_id,id,name,status,flavor\n{Q},{U1},devserver-1,RUNNING,Si2.large.4\n")
+    assert rows == [Target(2, Q, U1)]
+    assert [e for e in logs if e["event"] == "bulkops.input.unknown_columns"] == []
 
 
 def test_known_columns_alone_warn_of_nothing() -> None:

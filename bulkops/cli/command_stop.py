@@ -38,7 +38,7 @@ from bulkops.cloud.preflight import (
 from bulkops.errors import ConfigError, ReportError
 from bulkops.io.report import ReportWriter, default_report_path
 from bulkops.io.reportfile import already_exists, check_path, open_report, shown
-from bulkops.io.reportmeta import check_resume, has_meta, identify, remove_meta, write_meta
+from bulkops.io.reportmeta import check_resume, has_meta, identify, note_run, remove_meta, write_meta
 from bulkops.io.resume import ResumeState, load_resume, utc_now
 from bulkops.models import Result, Target
 from bulkops.operations import STOP, Operation
@@ -94,6 +94,7 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
         undo.pop_all()
     from bulkops.cli.runner import run_stop
 
+    started = utc_now()
     with tuned_gc():
         stats = anyio.run(
             lambda: run_stop(
@@ -108,6 +109,8 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
             ),
             backend_options=event_loop_options(),
         )
+    if ready.report_path != "-":
+        note_run(ready.report_path, started=started, ended=utc_now())  # for `report summarize` tickets
     if stats.write_error is not None:
         again = " (--resume sends them again)" if ready.report_path != "-" else ""
         click.echo(
@@ -144,6 +147,8 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
         level="error" if quiet else kw["log_level"],
         secrets=credentials.secrets() if credentials else (),
     )
+    if kw["resume"] and not kw["report_path"]:
+        raise ReportError("--resume needs --report PATH (the report to continue)")
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"])
     src = RunInput.of(kw)
 

@@ -33,7 +33,7 @@ from bulkops.io.reportmeta import identify, write_meta
 from bulkops.io.resume import utc_now
 from bulkops.io.targets import read_targets
 from bulkops.operations import START
-from bulkops.options import Options, RateLimit
+from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.simulator import (
     AccessKey,
     FaultShares,
@@ -159,10 +159,30 @@ async def _run(
         click.echo(f"\nbulkops report summarize {report}", err=True)
         click.echo(render_summary(summarize(str(report)), str(report)), err=True)
         await anyio.sleep(config.stop_delay)  # the night: every stopping instance has stopped
-        # Here `bulkops list` will show the fleet as the morning finds it (being built in parallel).
+        click.echo("\nThe morning, before the start: bulkops list", err=True)
+        click.echo(await fleet_by_status(sim.url, options.credentials, sim.inventory.project_ids), err=True)
         click.echo(f"\nThe morning: bulkops start --from-report {report}", err=True)
         write_meta(str(morning), identify(str(report)), utc_now())
         rows = acted_rows(str(report))
         writer = ReportWriter.open(str(morning), append=False)
         started = await run_stop(rows, dataclasses.replace(options, operation=START), writer)
         return stats, started
+
+
+async def fleet_by_status(url: str, credentials: Credentials | None, projects: list[str]) -> str:
+    """What `bulkops list` finds in the projects, counted by status ("12 STOPPED, 3 ERROR")."""
+    from collections import Counter
+
+    from bulkops.cloud.api import DevServerClient
+    from bulkops.engine.listing import ListFailed, ListPacing, list_servers
+
+    counts: Counter[str] = Counter()
+    pacing = ListPacing(RateLimit(5.0), RetryPolicy())
+    async with DevServerClient(url, credentials) as client:
+        for project in projects:
+            try:
+                async for server in list_servers(client, project, pacing):
+                    counts[str(server.get("status"))] += 1
+            except ListFailed as exc:
+                return f"bulkops: error: {exc}"
+    return ", ".join(f"{n} {status}" for status, n in counts.most_common()) or "no instances"

@@ -32,6 +32,7 @@ _LAZY = {
     "demo": ("bulkops.cli.demo", "demo"),
     "report": ("bulkops.cli.report_cli", "report"),
     "limits": ("bulkops.cli.command_limits", "limits_command"),
+    "list": ("bulkops.cli.command_list", "list_command"),
 }
 # Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
 _LAZY_HELP = {
@@ -39,6 +40,7 @@ _LAZY_HELP = {
     "demo": "Rehearse a bulk stop and the morning's start end to end against the built-in simulator.",
     "report": "Read a report: summarize it, or list the rows to retry.",
     "limits": "Show the limits runners share through Redis (--redis URL).",
+    "list": "List the DevServer instances of projects, as the CSV `bulkops stop` reads.",
 }
 
 

@@ -1,6 +1,8 @@
 """`bulkops report`: read a run's JSON-lines report back.
 
-    bulkops report summarize REPORT [--json] [--top N]   outcomes per project, top errors, slowest, rate
+    bulkops report summarize REPORT [--format text|markdown|json] [--top N] [--failures N]
+                                                          outcomes per project, top errors, slowest, rate;
+                                                          markdown: a change ticket (`report_ticket`)
     bulkops report failed REPORT [-o PATH] [--include-not-found] [--code C]... [--exclude-code C]...
                                                           the rows to retry, as a CSV `bulkops stop` reads
 
@@ -50,7 +52,16 @@ def report() -> None:
 
 @report.command("summarize")
 @click.argument("report_path", metavar="REPORT")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object with every figure, for machines.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="text: for the terminal; markdown: for a change ticket (command, times, SHA-256, failures); "
+    "json: every figure, for machines.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option(
     "--top",
     type=click.IntRange(0, 1000),
@@ -59,17 +70,35 @@ def report() -> None:
     metavar="N",
     help="How many error codes and slowest rows to show.",
 )
-def summarize_command(report_path: str, as_json: bool, top: int) -> None:
+@click.option(
+    "--failures",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    metavar="N",
+    help="markdown and json: list at most N rows that did not succeed.",
+)
+def summarize_command(report_path: str, fmt: str, as_json: bool, top: int, failures: int) -> None:
     """Outcomes per project, the top error codes, the slowest rows and the achieved rate of REPORT.
 
     Counts rows, each by its last record: a report continued with --resume holds several records for a
     row sent again, and the row counts once (the output says how many records there are).
-    `bulkops report failed` gives the rows still to do.
+    `bulkops report failed` gives the rows still to do. `--format markdown` is a summary to paste into a
+    change ticket: the command line, start and end, the report's SHA-256, outcomes per project and the
+    rows that did not succeed with their errors.
     """
-    summary = _guard(lambda: summarize(report_path, top=top))
-    if as_json:
-        click.echo(json.dumps({"report": report_path, **summary.as_dict()}, ensure_ascii=False))
+    if as_json or fmt != "text":
+        from bulkops.io.ticket import read_ticket
+
+        ticket = _guard(lambda: read_ticket(report_path, top=top, limit=failures))
+        if as_json or fmt == "json":
+            click.echo(json.dumps(ticket.as_dict(), ensure_ascii=False))
+        else:
+            from bulkops.cli.report_ticket import render_markdown
+
+            click.echo(render_markdown(ticket), nl=False)
         return
+    summary = _guard(lambda: summarize(report_path, top=top))
     click.echo(render_summary(summary, report_path))
 
 

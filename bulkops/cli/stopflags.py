@@ -13,25 +13,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from bulkops.cloud.auth import Credentials
-from bulkops.cloud.regions import endpoint_for
+from bulkops.cloud.regions import endpoint_for, unknown_region
 from bulkops.errors import ConfigError
 from bulkops.operations import STOP
 from bulkops.options import Options, RateLimit, RetryPolicy, parse_rate
 
-log = structlog.get_logger("bulkops.cli")
-
 
 def resolve_endpoint(endpoint: str | None, region: str | None) -> str | None:
-    """--endpoint wins over --region; None when neither is given."""
+    """--endpoint wins over --region; None when neither is given. A region not in the SDK's table is a
+    ConfigError naming the closest known ones (a typo would otherwise fail every row on DNS)."""
     if endpoint:
         return endpoint
     if region:
         url, known = endpoint_for(region)
         if not known:
-            log.warning("bulkops.region.unknown", region=region, endpoint=url)
+            raise ConfigError(unknown_region(region.strip()))
         return url
     return None
 

@@ -38,12 +38,14 @@ import dataclasses
 import json
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
 from bulkops.cloud.auth import Credentials, auth_headers, signer_for
 from bulkops.cloud.deadlines import Deadlines
+from bulkops.cloud.listing import to_page
 from bulkops.cloud.preflight import FD_RESERVE, check_credentials, check_open_files
 from bulkops.cloud.preflight import check_endpoint as _preflight_endpoint
 from bulkops.errors import ConfigError
@@ -67,6 +69,7 @@ USER_AGENT = "bulkops/0.1"
 _MAX_BODY = 1 << 20
 _MSG_CHARS = 500  # of an error message, in a Reply
 _MSG_KEPT = 4 * _MSG_CHARS  # read from the answer: credentials are cut out before the message is cut
+Query = tuple[tuple[str, str], ...]
 
 
 def _check_ids(project_id: str, instance_id: str) -> None:
@@ -236,7 +239,14 @@ class DevServerClient:
         """`GET .../dev-servers/{id}` once; never raises for HTTP or transport failures."""
         return await self._call("GET", request_path(project_id, instance_id), project_id)
 
-    def _headers(self, method: str, path: str, project_id: str) -> dict[str, str]:
+    async def list_page(self, project_id: str, query: tuple[tuple[str, str], ...]) -> Reply:
+        """`GET /v1/{project_id}/dev-servers?QUERY` once (`cloud.listing.list_query` makes QUERY): a
+        `listing.Page` for a 200 page, else a `Reply`; never raises for HTTP or transport failures."""
+        if not is_valid_project_id(project_id):
+            raise ValueError("project id does not match the allowed pattern")
+        return await self._call("GET", f"/v1/{project_id}/dev-servers", project_id, query)
+
+    def _headers(self, method: str, path: str, project_id: str, query: Query = ()) -> dict[str, str]:
         if self._credentials is None:
             return {"Host": self._host, "X-Project-Id": project_id}
         return auth_headers(
@@ -245,16 +255,20 @@ class DevServerClient:
             method=method,
             host=self._host,
             path=path,
+            query=query,
             project_id=project_id,
         )
 
-    async def _call(self, method: str, path: str, project_id: str) -> Reply:
+    async def _call(self, method: str, path: str, project_id: str, query: Query = ()) -> Reply:
+        """One request; with a query (a listing), a 200 comes back as a `listing.Page`."""
         session = self._session
         if session is None:
             raise RuntimeError("DevServerClient used outside 'async with'")
         full_path = self._prefix + path
-        headers = self._headers(method, full_path, project_id)
+        headers = self._headers(method, full_path, project_id, query)
         headers["User-Agent"] = USER_AGENT
+        if query:
+            path += "?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
         url = URL(self._base + path, encoded=True)
         deadlines = self._deadlines
         attempt = deadlines.arm()
@@ -269,6 +283,8 @@ class DevServerClient:
                 reply = _parse(
                     status, body, resp.headers.get("X-Request-Id"), resp.headers.get("Retry-After")
                 )
+                if query:
+                    reply = to_page(reply, body)
             if self._secrets is not None:
                 return self._scrub(reply, headers)
             msg = reply.error_msg

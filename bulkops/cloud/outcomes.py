@@ -133,6 +133,12 @@ def classify_act(op: Operation, reply: Reply) -> Verdict:
     return _ACCEPTED if verdict is None else verdict
 
 
+def classify_read(reply: Reply) -> Verdict | None:
+    """The verdict on a read that is not a 2xx answer (a page of a listing), or None for a 2xx: the
+    errors' rows of the table above (a 404 or 6309 is `not_found`, which a listing takes as a failure)."""
+    return _classify_error(reply)
+
+
 def classify_stop(reply: Reply) -> Verdict:
     """The verdict on one stop attempt: `classify_act(STOP, reply)`."""
     return classify_act(STOP, reply)

@@ -3,10 +3,13 @@
 Copied from `huaweicloudsdkmodelarts/v1/region/modelarts_region.py` (SDK 3.1.219) so that bulkops does not
 depend on the SDK at run time; `tests/test_regions.py` checks this table against the SDK's. Most regions
 follow `https://modelarts.<region>.myhuaweicloud.com`; a few differ (ap-southeast-1 ends in `.cn`), which is
-why the table, not the pattern, decides. An unknown region falls back to the pattern with a warning.
+why the table, not the pattern, decides. A region not in the table is refused by the command line
+(`unknown_region` names the closest known ones); `--endpoint URL` reaches any other.
 """
 
 from __future__ import annotations
+
+import difflib
 
 from bulkops.errors import ConfigError
 
@@ -45,3 +48,14 @@ def endpoint_for(region: str) -> tuple[str, bool]:
     if known is not None:
         return known, True
     return f"https://modelarts.{region}.myhuaweicloud.com", False
+
+
+def unknown_region(region: str) -> str:
+    """The one-line error for a region not in the table, naming the closest known regions (difflib)."""
+    close = difflib.get_close_matches(region, ENDPOINTS, n=3, cutoff=0.6)
+    if not close:
+        hint = f"known: {', '.join(sorted(ENDPOINTS))}"
+    else:
+        names = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+        hint = f"did you mean {names}?"
+    return f"unknown --region {region!r}: {hint} (--endpoint URL reaches a region not in the SDK's table)"

@@ -196,6 +196,10 @@ class ReportDigest:
             self.per_project[key] = Counter()
         return key
 
+    def unsuccessful_lines(self) -> list[int]:
+        """The input lines whose verdict, so far, is not a success, in order."""
+        return sorted(self._open)
+
     @property
     def succeeded(self) -> int:
         """Rows whose last record is a success."""

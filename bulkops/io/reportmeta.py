@@ -2,6 +2,7 @@
 
     identify(input_path)                 the input's path, size and SHA-256 (None for stdin or a pipe)
     write_meta(report_path, input)       the sidecar, written (atomically) when a run starts a report
+    note_run(report_path, started=, ended=)   a finished run (or resumed one) added to the sidecar's `runs`
     check_resume(report_path, input)     ReportError (one line) when the report was made from other input
 
 Why: `--resume` skips rows by (project_id, id) and, for invalid and skipped rows, by line number. Resumed
@@ -17,6 +18,12 @@ record per input row, so every reader (`bulkops report`, `--resume`, `jq`, `wc -
 API is still a report. The cost is a second file to keep next to the report; a report without one is
 resumed with a warning (`bulkops.resume.unchecked`), never refused.
 
+For the change ticket (`bulkops report summarize --format markdown`), the sidecar also holds the command
+line that started the report (`command`) and, per run that reached its end (the first and each `--resume`),
+`{"command", "started", "ended"}` in `runs`. The command line is argv as typed, shell-quoted, with the
+password of any URL and secret-looking query values (`password=`, `token=`...) replaced by `***`;
+credentials never are on it (they come from the environment).
+
 The fingerprint is the SHA-256 of the whole file, streamed in 1 MiB pieces (constant memory; about 0.1 s
 for a million rows), plus its size. Standard input and FIFOs have none (reading them would consume them):
 the check is skipped with the same warning. The same content under another path is accepted: a moved file
@@ -29,7 +36,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shlex
 import stat
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +90,21 @@ def identify(input_path: str) -> InputIdentity | None:
     return InputIdentity(os.path.abspath(input_path), st.st_size, digest.hexdigest())
 
 
+_URL_USER = re.compile(r"(?<=://)([^/@\s]*)@")
+_SECRET_VALUE = re.compile(r"(?i)((?:password|passwd|pwd|secret|token|sk)=)[^&\s]*")
+
+
+def _mask(userinfo: re.Match[str]) -> str:
+    user, colon, _ = userinfo[1].partition(":")
+    return f"{user}:***@" if colon else "***@"
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """`bulkops ARGS...` as typed (shell-quoted), URL passwords and secret-looking query values masked."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join(["bulkops", *(_SECRET_VALUE.sub(r"\1***", _URL_USER.sub(_mask, a)) for a in args)])
+
+
 def write_meta(report_path: str, identity: InputIdentity | None, started: str) -> None:
     """Write the sidecar of a report this run starts (a temporary file renamed into place)."""
     data: dict[str, Any] = {
@@ -87,8 +113,30 @@ def write_meta(report_path: str, identity: InputIdentity | None, started: str) -
         "size": identity.size if identity else None,
         "sha256": identity.sha256 if identity else None,
         "started": started,
+        "command": command_line(),
     }
-    target = meta_path(report_path)
+    _write(meta_path(report_path), data)
+
+
+def note_run(report_path: str, *, started: str, ended: str) -> None:
+    """Add a run that reached its end to the sidecar's `runs`; nothing without a readable sidecar (the
+    report is what matters: a ticket then shows less, the run is not failed for it)."""
+    try:
+        data = read_meta(report_path)
+        if data is None:
+            return
+        runs = data.get("runs")
+        data["runs"] = [
+            *(runs if isinstance(runs, list) else []),
+            {"command": command_line(), "started": started, "ended": ended},
+        ]
+        _write(meta_path(report_path), data)
+    except ReportError as exc:
+        log.warning("bulkops.report.meta_unwritten", report=report_path, reason=str(exc))
+
+
+def _write(target: str, data: dict[str, Any]) -> None:
+    """`data` as the JSON file `target`, atomically."""
     tmp = f"{target}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:

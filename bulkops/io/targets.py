@@ -22,7 +22,8 @@ Header
     repeated names counts. `project_id` is optional; a row whose `project_id` cell is empty or missing uses
     `default_project`. Without a header, each line is one instance ID: a line with a comma is `invalid`
     (expected one instance ID per line), since guessing which field is the id could stop the wrong instance.
-    Other named columns are ignored, and named in one `bulkops.input.unknown_columns` warning. One of them
+    The other columns `bulkops list` writes (`name`, `status`, `flavor`) are ignored silently; other named
+    columns are ignored, and named in one `bulkops.input.unknown_columns` warning. One of them
     that looks like a misspelt `project_id` (it holds "proj", or is within two edits of it) while the header
     has no `project_id` column and a default project is set (`--project-id`, `HUAWEICLOUD_SDK_PROJECT_ID`)
     is refused: every row would silently go to the default project, not to the one its cell names.
@@ -82,7 +83,8 @@ SHOWN_CHARS: Final = 200
 
 log = structlog.get_logger("bulkops.input")
 
-_KNOWN_COLUMNS = frozenset({"id", "instance_id", "project_id"})
+#: Columns read, and the ones `bulkops list` adds beside them (ignored without a warning).
+_KNOWN_COLUMNS = frozenset({"id", "instance_id", "project_id", "name", "status", "flavor"})
 _MAX_CACHED_PROJECTS = 10_000
 
 

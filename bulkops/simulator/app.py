@@ -4,6 +4,7 @@
     PUT /v1/{project_id}/dev-servers/{id}/start  start an instance (200 with the instance, STARTING)
     PUT /v1/{project_id}/dev-servers/{id}/reboot reboot an instance (200 with the instance, REBOOTING)
     GET /v1/{project_id}/dev-servers/{id}        show an instance (200 with its current status)
+    GET /v1/{project_id}/dev-servers             list a project's instances, a page at a time (listing.py)
     GET /_sim/stats                              counters per project, as JSON (no auth)
     anything else                                404 APIGW.0101
 
@@ -49,6 +50,7 @@ from bulkops.simulator.answers import (
 from bulkops.simulator.config import SimulatorConfig
 from bulkops.simulator.faults import FAULT_STATUS, FaultPicker
 from bulkops.simulator.inventory import make_inventory
+from bulkops.simulator.listing import Lister
 from bulkops.simulator.state import InstanceStore, unit
 from bulkops.simulator.stats import ProjectStats, RequestRecord, Stats
 from bulkops.simulator.throttle import Throttle
@@ -82,6 +84,7 @@ class Simulator:
             clock=clock,
             wall_clock=wall_clock,
         )
+        self.lister = Lister(self.instances)
         self.stats = Stats()
         self.request_log: deque[RequestRecord] = deque(maxlen=config.request_log_size)
         self._record = config.record_requests
@@ -101,6 +104,7 @@ class Simulator:
         app.router.add_put("/v1/{project_id}/dev-servers/{id}/start", self._start)
         app.router.add_put("/v1/{project_id}/dev-servers/{id}/reboot", self._reboot)
         app.router.add_get("/v1/{project_id}/dev-servers/{id}", self._show, allow_head=False)
+        app.router.add_get("/v1/{project_id}/dev-servers", self._list, allow_head=False)
         app.router.add_get("/_sim/stats", self._stats, allow_head=False)
         app.router.add_route("*", "/{tail:.*}", self._no_api)
         app.on_shutdown.append(self._on_shutdown)
@@ -130,10 +134,15 @@ class Simulator:
     async def _show(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, op=None)
 
-    async def _serve(self, request: web.Request, *, op: str | None) -> web.StreamResponse:
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, op=None, listing=True)
+
+    async def _serve(
+        self, request: web.Request, *, op: str | None, listing: bool = False
+    ) -> web.StreamResponse:
         arrived = self.clock()
         match = request.match_info
-        project_id, instance_id = match["project_id"], match["id"]
+        project_id, instance_id = match["project_id"], match.get("id", "")
         pstats = self.stats.project(project_id)
         pstats.requests += 1
         rid = self._request_id()
@@ -145,7 +154,9 @@ class Simulator:
         applied, fault = False, None
         if not status:
             fault = faults.draw(project_id)
-            if fault is None:
+            if fault is None and listing:
+                status, body, code = self.lister.page(project_id, request.query)
+            elif fault is None:
                 status, body, code, applied = self._operate(project_id, instance_id, op=op)
             elif fault == "reset":
                 pstats.fault(fault)
