@@ -39,9 +39,12 @@ def open_client(url: str, *, password: str | None = None, environ: Mapping[str, 
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         raise ConfigError(f"--redis must be a redis://, rediss:// or unix:// URL, got {redact_url(url)!r}")
-    import redis.asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+    try:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError as exc:
+        raise ConfigError("--redis needs the redis package: pip install 'bulkops[redis]'") from exc
 
     env = os.environ if environ is None else environ
     kwargs: dict[str, Any] = {
