@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bulkops.models import Outcome, Result
+from bulkops.models import ENDPOINT_UNREACHABLE, Outcome, Result
 from bulkops.wording import counted
 
 EXIT_OK = 0
@@ -41,6 +41,8 @@ class RunStats:
     resumed_unsuccessful: int = 0
     circuits_opened: list[str] = field(default_factory=list)
     throttled_out: list[str] = field(default_factory=list)
+    unreachable: str | None = None
+    """Why the endpoint circuit opened (no request of the run could connect), if it did."""
     learned_rates: dict[str, float] = field(default_factory=dict)
     """Rates learned from 429s (project id, or "*" for the credential's shared quota), requests/s."""
     interrupted: bool = False
@@ -111,6 +113,7 @@ class RunStats:
             "resumed_skips": self.resumed_skips,
             "circuits_opened": list(self.circuits_opened),
             "throttled_out": list(self.throttled_out),
+            "endpoint_unreachable": self.unreachable,
             "learned_rates": {p: round(r, 2) for p, r in sorted(self.learned_rates.items())},
             "duration_s": round(duration, 3),
             "requests_per_s": round(self.requests / duration, 1) if duration > 0 else 0.0,
@@ -141,6 +144,10 @@ class RunStats:
         if self.resumed_skips:
             done = counted(self.resumed_skips, "row")
             lines.append(f"  resumed: {done} already done in the report, not sent")
+        if self.unreachable:
+            lines.append(
+                f"  stopped early: {self.unreachable}; the rest skipped (bulkops.endpoint_unreachable)"
+            )
         if self.circuits_opened:
             lines.append(f"  circuit opened (auth refused) for: {_some(self.circuits_opened)}")
         if self.throttled_out:

@@ -18,9 +18,20 @@ import pytest
 
 from bulkops.cloud.auth import Credentials
 from bulkops.engine import stop_instances
-from bulkops.models import CIRCUIT_OPEN, RETRY_BUDGET, Outcome, Result, Target
+from bulkops.engine.worker import ENDPOINT_CIRCUIT
+from bulkops.models import (
+    CIRCUIT_OPEN,
+    CONNECTION_ERROR,
+    ENDPOINT_UNREACHABLE,
+    RETRY_BUDGET,
+    Outcome,
+    Reply,
+    Result,
+    Target,
+)
 from bulkops.options import Options, RateLimit, RetryPolicy
 from bulkops.simulator import AccessKey, InventorySpec, SimulatorConfig, run_simulator
+from bulkops.summary import RunStats
 
 pytestmark = pytest.mark.anyio
 
@@ -164,3 +175,54 @@ async def test_outage_spends_the_budget_fails_fast_then_recovers() -> None:
         mine = sorted((r for r in results if r.project_id == p), key=lambda r: r.line)
         assert all(r.outcome is Outcome.ACCEPTED for r in mine[len(mine) // 2 :])
     print(f"outage: {total.requests} requests for {rows} rows, {stats.retries} retries, {len(failed)} failed")
+
+
+class _Unreachable:
+    """A client whose requests never connect until `answer_after` of them have failed (then 200s)."""
+
+    def __init__(self, answer_first: bool = False) -> None:
+        self.sent = 0
+        self.answer_first = answer_first
+
+    async def stop(self, project_id: str, instance_id: str) -> Reply:
+        self.sent += 1
+        if self.answer_first and self.sent == 1:
+            return Reply(200, status="STOPPING")
+        return Reply(None, error_code=CONNECTION_ERROR, error_msg="ClientConnectorError: connection refused")
+
+    async def show(self, project_id: str, instance_id: str) -> Reply:
+        return await self.stop(project_id, instance_id)
+
+
+async def test_an_endpoint_that_never_connects_stops_the_run_early() -> None:
+    """No request of the run can connect (refused, no such host): after ENDPOINT_CIRCUIT failures the rest
+    of the rows are `skipped` (bulkops.endpoint_unreachable, not sent), those sent are `failed`; each row
+    one record, and the requests sent stay within the circuit's count plus those in flight."""
+    targets = [Target(n + 2, f"{n % 3 + 1:032x}", f"{n:08x}-0000-4000-8000-000000000000") for n in range(300)]
+    client = _Unreachable()
+    options = Options(endpoint="http://127.0.0.1:1", rate=RateLimit(1000.0), concurrency=CONCURRENCY)
+    results: list[Result] = []
+    stats = RunStats()
+    async with stop_instances(targets, options, client=client, stats=stats) as run:
+        async for r in run:
+            results.append(r)
+    assert sorted(r.line for r in results) == [t.line for t in targets]
+    kinds = Counter((r.outcome, r.error_code) for r in results)
+    assert set(kinds) == {(Outcome.SKIPPED, ENDPOINT_UNREACHABLE), (Outcome.FAILED, ENDPOINT_UNREACHABLE)}
+    assert client.sent <= ENDPOINT_CIRCUIT + CONCURRENCY
+    assert stats.unreachable is not None and "unreachable" in stats.render()
+
+
+async def test_an_endpoint_that_answered_once_is_not_given_up_for_connection_errors() -> None:
+    """Once the endpoint has answered, connection errors are retried row by row as before (a flaky
+    network is not an unreachable endpoint): no row is skipped."""
+    targets = [Target(n + 2, f"{1:032x}", f"{n:08x}-0000-4000-8000-000000000000") for n in range(30)]
+    client = _Unreachable(answer_first=True)
+    fast = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.002)
+    options = Options(endpoint="http://127.0.0.1:1", rate=RateLimit(1000.0), concurrency=1, retry=fast)
+    results: list[Result] = []
+    async with stop_instances(targets, options, client=client) as run:
+        async for r in run:
+            results.append(r)
+    assert all(r.outcome is not Outcome.SKIPPED for r in results)
+    assert client.sent > ENDPOINT_CIRCUIT

@@ -58,6 +58,7 @@ class Admission:
         self.project_cap = max(1, min(max(PROJECT_QUEUE, 2 * options.concurrency), options.lookahead // 2))
         self.overflow = Overflow(chunk_rows=self.project_cap)
         self.open_circuits: dict[str, tuple[str, str]] = {}  # project -> (error_code, why), rows skipped
+        self.closed: tuple[str, str] | None = None  # every project: the endpoint circuit opened
         self.reader_done = False
         self._space = anyio.Event()  # set when the overflow has room again (the reader may wait for it)
         self._entering: dict[str, None] = {}  # projects with rows on disk and none queued, oldest first
@@ -80,6 +81,16 @@ class Admission:
         drained = self.sched.drain_project(project_id)
         drained.extend(Job(t, project_id) for t in self.overflow.drain(project_id))
         self._space.set()
+        return drained
+
+    def give_up_all(self, code: str, why: str) -> list[Job]:
+        """Close every project, known and still to come (the endpoint is unreachable); drain them all."""
+        self.closed = (code, why)
+        drained: list[Job] = []
+        for project_id, _bucket in self.sched.buckets():
+            drained.extend(self.give_up(project_id, code, why))
+        for project_id in self.overflow.projects():
+            drained.extend(self.give_up(project_id, code, why))
         return drained
 
     def wake_reader(self) -> None:
@@ -198,7 +209,7 @@ class Admission:
             self.stats.resumed_skips += 1
             return  # done; a row only `accepted` then is polled with --wait (see `_job`)
         project_id = item.project_id
-        circuit = self.open_circuits.get(project_id)
+        circuit = self.open_circuits.get(project_id) or self.closed
         if circuit is not None:
             await self.records.skip(Job(item, project_id), *circuit)
             return

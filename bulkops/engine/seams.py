@@ -74,6 +74,11 @@ class WorkSource(Protocol):
         recorded as skipped with `code` and `why` as they come."""
         ...
 
+    def give_up_all(self, code: str, why: str) -> list[Job]:
+        """No row is sent any more (the endpoint is unreachable): returns every row still held; later
+        ones are recorded as skipped with `code` and `why` as they come."""
+        ...
+
 
 class ResultSink(Protocol):
     """Where final records go, each exactly once (`report.ReportWriter`: JSON lines)."""

@@ -28,11 +28,24 @@ from bulkops.engine.policy import Budgets, circuit_opens, decide, poll_note
 from bulkops.engine.records import Records
 from bulkops.engine.retry import Backoff
 from bulkops.engine.seams import Limiter, WorkSource
-from bulkops.models import CIRCUIT_OPEN, INTERNAL_ERROR, Outcome
+from bulkops.models import (
+    CIRCUIT_OPEN,
+    CONNECTION_ERROR,
+    ENDPOINT_UNREACHABLE,
+    INTERNAL_ERROR,
+    TLS_ERROR,
+    Outcome,
+    Reply,
+)
 from bulkops.options import Options
 from bulkops.redact import Redactor
 
 log = structlog.get_logger("bulkops.engine")
+
+#: Requests that could not connect (refused, no such host, TLS) with no answer from the endpoint yet, after
+#: which the run stops early: the endpoint circuit (the rest of the rows skipped, not tried 5 times each).
+ENDPOINT_CIRCUIT = 10
+UNREACHABLE = frozenset({CONNECTION_ERROR, TLS_ERROR})
 
 
 class Worker:
@@ -64,6 +77,9 @@ class Worker:
         self.denials: dict[str, int] = {}
         self.throttled_since: dict[str, float] = {}  # project -> first 429 with no other answer since
         self.given_up: set[str] = set()  # projects whose circuit opened
+        self.reached = False  # the endpoint answered (any HTTP status) at least once
+        self.unreached = 0  # requests that could not connect before it did
+        self.endpoint_down = False  # the endpoint circuit opened: nothing more is sent
 
     async def handle(self, job: Job) -> None:
         """Send one attempt of `job` and do what its answer calls for."""
@@ -96,6 +112,12 @@ class Worker:
         job.attempts += 1
         job.last = reply
         now = clock.monotonic()
+        if reply.http_status is not None:
+            self.reached = True
+        elif not self.reached and reply.error_code in UNREACHABLE:
+            self.unreached += 1
+            if self.unreached >= ENDPOINT_CIRCUIT and not self.endpoint_down:
+                await self._endpoint_down(reply)
         action = verdict.action
         since: float | None = None
         if action is Action.THROTTLED:
@@ -113,6 +135,9 @@ class Worker:
                 self.denials.pop(project_id, None)
         d = decide(job, verdict, reply, now, self.options, self.backoff, self.budgets, since)
         kind = d.kind
+        if self.endpoint_down and kind is not Action.DONE:  # sent, never answered: failed, not tried again
+            await records.skip(job, ENDPOINT_UNREACHABLE, self.stats.unreachable or "")
+            return
         if kind is Action.DONE:
             if d.refund:
                 self.budgets.get(project_id).refund()
@@ -175,6 +200,16 @@ class Worker:
         why = f"project {project_id} refused authentication {n} times in a row"
         self.stats.circuits_opened.append(project_id)
         await self.give_up(project_id, CIRCUIT_OPEN, why, "bulkops.circuit.open", denials=n)
+
+    async def _endpoint_down(self, reply: Reply) -> None:
+        """No request of the run could connect: skip every row not sent, fail those waiting to retry."""
+        self.endpoint_down = True
+        why = f"the endpoint is unreachable ({self.unreached} requests, none connected: {reply.error_msg})"
+        self.stats.unreachable = why[:300]
+        drained = self.source.give_up_all(ENDPOINT_UNREACHABLE, self.stats.unreachable)
+        log.warning("bulkops.endpoint.unreachable", requests=self.unreached, skipped_queued=len(drained))
+        for job in drained:
+            await self.records.skip(job, ENDPOINT_UNREACHABLE, self.stats.unreachable)
 
     async def give_up(self, project_id: str, code: str, why: str, event: str, **fields: object) -> None:
         """Give a project up: its queued rows, and every later row of it, are skipped with `code`."""
