@@ -7,6 +7,8 @@ not timed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 from _redis import RedisServer
@@ -109,3 +111,43 @@ async def test_redis_unreachable_at_start_is_one_error_and_nothing_runs(tmp_path
     with pytest.raises(ConfigError, match=r"^Redis at redis://127\.0\.0\.1:\d+/0 is unreachable: [^\n]+$"):
         async with share_limits(url, OPTIONS):
             pass
+
+
+def test_stop_with_redis_unreachable_refuses_before_anything_is_sent(tmp_path: Path) -> None:
+    """`bulkops stop --redis` on a dead Redis: one error line naming it (without its password), exit 2,
+    no report left behind, nothing sent; `--dry-run` makes the same check."""
+    from _redis import free_port
+    from _reliability import CLEAN_ENV
+    from click.testing import CliRunner
+
+    from bulkops.cli.main import main
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("project_id,id\n" + "a" * 32 + ",00000000-0000-4000-8000-000000000001\n")
+    report = tmp_path / "r.jsonl"
+    url = f"redis://:s3cretpass@127.0.0.1:{free_port()}/0"
+    args = ["stop", str(inp), "--endpoint", "http://127.0.0.1:9", "--yes", "--report", str(report)]
+    for extra in ([], ["--dry-run"]):
+        result = CliRunner().invoke(main, [*args, "--redis", url, *extra], env=CLEAN_ENV)
+        assert result.exit_code == 2, result.output
+        lines = [x for x in result.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith("bulkops: error: Redis at redis://:***@127.0.0.1:")
+        assert "s3cretpass" not in result.stderr
+        assert not report.exists()
+
+
+def test_dry_run_names_the_redis_the_limits_are_shared_through(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """`--dry-run --redis URL` checks that Redis answers and names it in the plan."""
+    from _reliability import CLEAN_ENV
+    from click.testing import CliRunner
+
+    from bulkops.cli.main import main
+
+    inp = tmp_path / "in.csv"
+    inp.write_text("project_id,id\n" + "a" * 32 + ",00000000-0000-4000-8000-000000000001\n")
+    args = ["stop", str(inp), "--endpoint", "http://127.0.0.1:9", "--dry-run", "--redis", redis_server.url]
+    result = CliRunner().invoke(main, args, env=CLEAN_ENV)
+    assert result.exit_code == 0, result.output
+    assert f"limits shared through: {redis_server.url} (reachable)" in result.stderr
