@@ -1,12 +1,13 @@
 """`python -m benchmarks SCENARIO`: run scenarios side by side, print a table, write JSON and plots.
 
     python -m benchmarks all          # every scenario at the issue's sizes (about 10 minutes)
-    python -m benchmarks cpu          # one of: rate adaptive throttle latency cpu signing memory startup
+    python -m benchmarks cpu          # or: rate adaptive throttle latency cpu signing memory startup shared
     python -m benchmarks smoke        # everything tiny, in seconds (CI); its figures mean nothing
 
 Servers run in their own process pinned to CPU 0, clients in theirs pinned to CPU 1. Output goes to
 benchmarks/results/ (or --out): <name>.json, <name>.md (the table), <name>-timeline.png, <name>-ratios.png,
-and <case>-rates.png per `throttle` case (the learned rate per project over time; benchmarks/throttle.py).
+and <case>-rates.png per `throttle` case (the learned rate per project over time; benchmarks/throttle.py),
+shared-rates.png for `shared` (three runners without and with Redis; benchmarks/shared.py).
 The exit status is 0 whether or not targets are met (benchmarks measure, they do not gate); --check
 makes it 1 when a target is missed.
 """
@@ -21,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import output, scenarios, throttle
+from benchmarks import output, scenarios, shared, throttle
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = {**scenarios.SCENARIOS, "throttle": throttle.scenario_throttle}
+SCENARIOS = {**scenarios.SCENARIOS, "throttle": throttle.scenario_throttle, "shared": shared.scenario_shared}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     name = args.scenario
     args.out.mkdir(parents=True, exist_ok=True)
     text = output.table(results)
-    extra = throttle.details(results)
-    if extra:
-        text += "\n\n" + extra
+    for extra in (throttle.details(results), shared.details(results)):
+        if extra:
+            text += "\n\n" + extra
     payload = {
         "name": name,
         "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     plots: list[Path] = []
     if not args.no_plot:
         plots = output.plot(results, args.out, name) + throttle.plot_rates(results, args.out)
+        plots += shared.plot_rates(results, args.out)
     m = payload["machine"]
     print(f"\n{m['cpu']}, {m['cpus']} CPUs, Python {m['python']}, aiohttp {m['aiohttp']}")
     print(text)

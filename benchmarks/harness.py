@@ -5,6 +5,7 @@
     run_client    one client subprocess, waited for with `os.wait4`, whose rusage gives that process's
                   own peak RSS; wall time measured around it; bounded by a timeout
     make_csv      the input CSV, written by `bulkops simulate --csv-only` (same seed: ids the simulator knows)
+    redis_server  a redis-server of our own on a free 127.0.0.1 port (no persistence), pinned to CPU 0
     report_metrics  what a bulkops report says: rows, span, latency percentiles, timeline per project
 
 Everything binds 127.0.0.1; every wait has a timeout; every process started here is stopped here.
@@ -17,7 +18,9 @@ import datetime as dt
 import json
 import os
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,6 +122,56 @@ def fast_server(latency: float, *, log: Path) -> contextlib.AbstractContextManag
     """The benchmark-only responder (benchmarks/fastserver.py)."""
     cmd = [PYTHON, "-m", "benchmarks.fastserver", "--latency", str(latency), "--max-seconds", "3600"]
     return server(cmd, "fastserver", log=log)
+
+
+REDIS_BINARY = os.environ.get("BULKOPS_REDIS_SERVER", "/usr/bin/redis-server")
+
+
+def redis_binary() -> str | None:
+    """The redis-server to run (BULKOPS_REDIS_SERVER, Debian's, or one on PATH); None when there is none."""
+    return REDIS_BINARY if os.access(REDIS_BINARY, os.X_OK) else shutil.which("redis-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return b"PONG" in sock.recv(100)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path, *, timeout: float = 10.0) -> Iterator[str]:
+    """A fresh redis-server (127.0.0.1, free port, no persistence, cwd `workdir`, pinned to CPU 0 with the
+    other servers); yields its URL once it answers PING; killed on exit. As tests/_redis.py starts it."""
+    binary = redis_binary()
+    if binary is None:
+        raise RuntimeError("redis-server not found: apt-get install redis-server")
+    port = _free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pin(proc.pid, SERVER_CPU)
+        deadline = time.monotonic() + timeout
+        while not _redis_answers(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer within {timeout:g} s")
+            time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
 
 
 @dataclass
@@ -264,17 +317,20 @@ def bulkops_stop(
     log_level: str = "warning",
     slow_start: bool = True,
     operation: str = "stop",
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The command line of a bulkops run, as a user types it (`log_level` debug: the rate changes too).
     `operation`: the command (`stop`, `start`, `reboot`), which takes the same options.
 
     `slow_start=False` is the user who knows `--rate` is the real limit (`--no-slow-start`): the latency-
     and CPU-bound scenarios, which compare the engine at full speed with clients that have no slow start.
+    `extra`: more options, appended (`--redis URL`).
     """
     return [
         *BULKOPS, operation, str(csv), "--endpoint", url, "--rate", f"{rate:g}",
         "--concurrency", str(concurrency), "--report", str(report), "--yes", "--no-progress",
         "--log-level", log_level, "--log-format", "json", *([] if slow_start else ["--no-slow-start"]),
+        *extra,
     ]  # fmt: skip
 
 

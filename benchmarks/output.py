@@ -81,7 +81,8 @@ def table(results: list[dict[str, Any]]) -> str:
             rps = statistics.median(r["rps"] for r in runs)
             vs_bound = vs_loop = vs_sdk = "-"
             if client.startswith("bulkops"):
-                bound = result.get("ratio_to_bound")
+                per_client = result.get("client_ratio_to_bound")  # one figure per client (`shared`)
+                bound = per_client.get(client) if per_client is not None else result.get("ratio_to_bound")
                 vs_bound = _fmt(bound, 3) if bound is not None else "-"
                 ratios = result.get("ratios", {})  # medians of per-round ratios (scenarios._paired_ratio)
                 if "aiohttp_loop" in ratios:

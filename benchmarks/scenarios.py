@@ -43,6 +43,8 @@ class Size:
     sign_iterations: int = 20_000
     startup_repeats: int = 5
     throttle_seconds: float = 30.0  # each project's rows in `throttle`: this many seconds of its own limit
+    shared_rows_per_project: int = 600  # `shared`: 4 projects at 20/s, split among 3 runners
+    shared_rounds: int = 2
     timeout: float = 600.0
 
 
@@ -58,6 +60,8 @@ SMOKE = Size(
     sign_iterations=500,
     startup_repeats=1,
     throttle_seconds=2.0,
+    shared_rows_per_project=40,
+    shared_rounds=1,
     timeout=60.0,
 )
 
@@ -80,18 +84,17 @@ def _bulkops_run(
     sim: harness.Server | None = None,
     slow_start: bool = True,
     operation: str = "stop",
+    extra: tuple[str, ...] = (),
+    client: str = "bulkops",
 ) -> dict[str, Any]:
     report = work / f"{name}.jsonl"
     report.unlink(missing_ok=True)
     before = sim.stats() if sim is not None else None
-    run = run_client(
-        bulkops_stop(
-            csv, url, report, rate=rate, concurrency=concurrency, slow_start=slow_start, operation=operation
-        ),
-        name,
-        workdir=work,
-        timeout=size.timeout,
-    )
+    cmd = bulkops_stop(
+        csv, url, report, rate=rate, concurrency=concurrency, slow_start=slow_start, operation=operation,
+        extra=extra,
+    )  # fmt: skip
+    run = run_client(cmd, name, workdir=work, timeout=size.timeout)
     if run.returncode not in (0, 1):
         raise RuntimeError(f"{name}: bulkops exited {run.returncode}: {run.stderr[-2000:]}")
     metrics = report_metrics(report)
@@ -103,7 +106,7 @@ def _bulkops_run(
         if after is not None:  # the server's own count of 429s and requests in this run
             throttled = after["totals"]["throttled"] - before["totals"]["throttled"]
             requests = after["totals"]["requests"] - before["totals"]["requests"]
-    return _run_record(run, "bulkops", metrics, requests=requests, throttled=throttled or 0)
+    return _run_record(run, client, metrics, requests=requests, throttled=throttled or 0)
 
 
 def _run_record(
@@ -618,10 +621,12 @@ def scenario_startup(work: Path, size: Size) -> list[dict[str, Any]]:
 
 def scenario_smoke(work: Path, size: Size) -> list[dict[str, Any]]:
     """Every scenario at a tiny size: proves the harness works; its figures mean nothing."""
-    from benchmarks.throttle import scenario_throttle  # imports this module: imported when called
+    from benchmarks.shared import scenario_shared  # these import this module: imported when called
+    from benchmarks.throttle import scenario_throttle
 
     results: list[dict[str, Any]] = []
-    for fn in (scenario_signing, scenario_startup, scenario_cpu, scenario_rate, scenario_throttle):
+    for fn in (scenario_signing, scenario_startup, scenario_cpu, scenario_rate, scenario_throttle,
+               scenario_shared):  # fmt: skip
         results.extend(fn(work, size))
     return results
 

@@ -8,6 +8,7 @@ importing bulkops (or asking for --help) does not pull in what it does not need.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,10 @@ def test_benchmark_smoke_completes_and_writes_its_json(tmp_path: Path) -> None:
     assert {"signing", "startup", "cpu", "cpu-50ms", "rate"} <= scenarios
     throttle = {"throttle-2x", "throttle-10x", "throttle-100x", "throttle-bare", "throttle-minute"}
     assert throttle | {"throttle-drop"} <= scenarios  # issue 11's matrix, its figures unchecked here
+    assert {"shared", "shared-cpu"} <= scenarios  # issue 14's runners sharing Redis (skipped without it)
+    if os.environ.get("CI"):  # as tests/_redis.py: with CI set, Redis runs must not be skipped
+        shared = [r for r in data["results"] if r["scenario"] in ("shared", "shared-cpu")]
+        assert not [r["skipped"] for r in shared if "skipped" in r]
     clients = {run["client"] for r in data["results"] for run in r.get("runs", [])}
     assert {"bulkops", "aiohttp_loop"} <= clients
     assert all(run["rows"] > 0 for r in data["results"] for run in r.get("runs", []))
