@@ -146,7 +146,7 @@ class RunStats:
             lines.append(f"  resumed: {done} already done in the report, not sent")
         if self.unreachable:
             lines.append(
-                f"  stopped early: {self.unreachable}; the rest skipped (bulkops.endpoint_unreachable)"
+                f"  stopped early: {self.unreachable}; the rest skipped ({ENDPOINT_UNREACHABLE})"
             )
         if self.circuits_opened:
             lines.append(f"  circuit opened (auth refused) for: {_some(self.circuits_opened)}")
