@@ -145,9 +145,7 @@ class RunStats:
             done = counted(self.resumed_skips, "row")
             lines.append(f"  resumed: {done} already done in the report, not sent")
         if self.unreachable:
-            lines.append(
-                f"  stopped early: {self.unreachable}; the rest skipped ({ENDPOINT_UNREACHABLE})"
-            )
+            lines.append(f"  stopped early: {self.unreachable}; the rest skipped ({ENDPOINT_UNREACHABLE})")
         if self.circuits_opened:
             lines.append(f"  circuit opened (auth refused) for: {_some(self.circuits_opened)}")
         if self.throttled_out:
