@@ -33,6 +33,8 @@ _LAZY = {
     "report": ("bulkops.cli.report_cli", "report"),
     "limits": ("bulkops.cli.command_limits", "limits_command"),
     "list": ("bulkops.cli.command_list", "list_command"),
+    "worker": ("bulkops.cli.command_job", "worker_command"),
+    "job": ("bulkops.cli.command_job", "job_group"),
 }
 # Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
 _LAZY_HELP = {
@@ -41,6 +43,8 @@ _LAZY_HELP = {
     "report": "Read a report: summarize it, or list the rows to retry.",
     "limits": "Show the limits runners share through Redis (--redis URL).",
     "list": "List the DevServer instances of projects, as the CSV `bulkops stop` reads.",
+    "worker": "Join a job over several hosts (--redis URL --job NAME) and work on its rows.",
+    "job": "A job over several hosts: its status, or cancel it.",
 }
 
 
