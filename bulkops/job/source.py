@@ -199,7 +199,8 @@ class JobSource:
 
     async def _wait_room(self) -> None:
         while self.holding >= self.cap:
-            self._room = anyio.Event()
+            if self._room.is_set():  # one event for every waiting claimer: each wakes when a row settles
+                self._room = anyio.Event()
             await self._room.wait()
 
     def _hold(self, project_id: str, entry_id: str, fields: dict[str, str]) -> Job:
