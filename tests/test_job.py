@@ -1,4 +1,4 @@
-"""A job over several hosts (issue 15): real `python -m bulkops` processes, a real redis-server, the simulator.
+"""A job over several hosts (issue 15): real `python -m bulkops` processes, a real redis-server, a simulator.
 
 The coordinator is `bulkops stop INPUT --redis URL --job NAME --report R`; workers are `bulkops worker`.
 Every wait is bounded (RUN_TIMEOUT); the simulator throttles each project to 20/s.
@@ -194,7 +194,8 @@ def test_a_worker_with_another_credential_or_endpoint_is_refused(
         _input(sim, inp)
         coord = spawn(_coordinator(inp, sim.url, redis_server.url, report), cli_env())
         assert _wait(coord, time.monotonic() + RUN_TIMEOUT) is not None and coord.returncode == 0
-        other = cli_env(HUAWEICLOUD_SDK_AK="AKOTHERCREDENTIAL0001", HUAWEICLOUD_SDK_SK="sk-other-secret-value")
+        secret = "sk-other-secret-value"
+        other = cli_env(HUAWEICLOUD_SDK_AK="AKOTHERCREDENTIAL0001", HUAWEICLOUD_SDK_SK=secret)
         refused = spawn(_worker(redis_server.url, sim.url), other)
         err = _wait(refused, time.monotonic() + 30)
         elsewhere = spawn(_worker(redis_server.url, "http://127.0.0.1:9"), cli_env())
@@ -202,7 +203,7 @@ def test_a_worker_with_another_credential_or_endpoint_is_refused(
         status = spawn(["job", "status", "--redis", redis_server.url, "--job", "night", "--json"], cli_env())
         out, _ = status.communicate(timeout=30)
     assert refused.returncode == 2 and err.count("\n") == 1 and "credential" in err, err
-    assert "sk-other-secret-value" not in err
+    assert secret not in err
     assert elsewhere.returncode == 2 and err2.count("\n") == 1 and "runs against" in err2, err2
     shown = json.loads(out)
     assert shown["state"] == "done" and shown["rows_final"] == 5 and shown["queued"] == 0
