@@ -13,7 +13,7 @@ import anyio
 import click
 
 from bulkops import logs
-from bulkops.cli.errorline import fail
+from bulkops.cli.errorline import fail, find_error
 from bulkops.cli.interrupts import Interrupts, take_early
 from bulkops.cli.stopflags import resolve_endpoint
 from bulkops.cloud.auth import Credentials
@@ -43,6 +43,7 @@ def run_coordinator(kw: dict[str, Any], ready: Prepared, interrupts: Interrupts)
     from bulkops.cli.inputs import RunInput
     from bulkops.io.reportmeta import identify
     from bulkops.job.coordinator import Coordinator, coordinate
+    from bulkops.job.worker import JobError
 
     identity = identify(RunInput.of(kw).path)
     stats = RunStats(tallied_by_writer=True, command=ready.options.operation.name)
@@ -65,7 +66,7 @@ def run_coordinator(kw: dict[str, Any], ready: Prepared, interrupts: Interrupts)
                 on_start=attach,
             )
         except redis_errors() as exc:
-            raise ConfigError(
+            raise JobError(
                 f"Redis at {redact_url(kw['redis_url'])} stopped answering: {reason(exc, kw['redis_url'])}; "
                 "the job stays in Redis: run the same command with --resume when it is back"
             ) from exc
@@ -76,28 +77,18 @@ def run_coordinator(kw: dict[str, Any], ready: Prepared, interrupts: Interrupts)
         with tuned_gc():
             anyio.run(main, backend_options=event_loop_options())
     except BaseException as exc:
-        found = _bulkops_error(exc)
+        found = find_error(exc)
         if found is None or isinstance(exc, KeyboardInterrupt):
             raise
         ready.writer.close()
-        stats.write_error = stats.write_error or str(found)
+        if not isinstance(found, JobError):
+            raise found from None  # refused before anything was sent: exit 2
         ready.summary(stats)
-        raise found from None
+        fail(str(found), EXIT_FAILED)  # mid-job: the report holds what was final, --resume completes it
     ready.writer.close()
     stats.finished = None
     ready.summary(stats)
     return stats
-
-
-def _bulkops_error(exc: BaseException) -> BulkOpsError | None:
-    if isinstance(exc, BulkOpsError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _bulkops_error(inner)
-            if found is not None:
-                return found
-    return None
 
 
 def _redis_call(url: str, call: Any) -> Any:
@@ -141,7 +132,7 @@ def worker_command(**kw: Any) -> None:
     except BulkOpsError as exc:
         fail(str(exc), 2 if isinstance(exc, ConfigError) else EXIT_FAILED)
     except BaseExceptionGroup as group:
-        found = _bulkops_error(group)
+        found = find_error(group)
         if found is None:
             raise
         fail(str(found), 2 if isinstance(found, ConfigError) else EXIT_FAILED)

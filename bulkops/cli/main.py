@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import click
 
-from bulkops.cli.errorline import fail
+from bulkops.cli.errorline import fail, find_error
 from bulkops.cli.runflags import check_input, run_help, run_options
 from bulkops.errors import BulkOpsError
 from bulkops.operations import OPERATIONS, Operation
@@ -92,20 +92,6 @@ class _LazyGroup(click.Group):
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
-
-
-def find_error(exc: BaseException) -> BulkOpsError | None:
-    """The BulkOpsError inside an exception or exception group, if any."""
-    if isinstance(exc, BulkOpsError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = find_error(inner)
-            if found is not None:
-                return found
-    if exc.__cause__ is not None and exc.__cause__ is not exc:
-        return find_error(exc.__cause__)
-    return None
 
 
 @click.group(
