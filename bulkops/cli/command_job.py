@@ -1,6 +1,6 @@
-"""A job over several hosts (issue 15): the coordinator's part of `bulkops stop --job`, `bulkops worker`,
-`bulkops job status` and `bulkops job cancel`. The work is in `bulkops.job`; this is flags, checks, exit
-codes. Errors are one `bulkops: error:` line (exit 2, nothing sent).
+"""A job over several hosts (issue 15): `bulkops worker`, `bulkops job status` and `bulkops job cancel`
+(the coordinator's part of `bulkops stop --job` is `cli.jobrun`). The work is in `bulkops.job`; this
+is flags, checks, exit codes. Errors are one `bulkops: error:` line (exit 2, nothing sent).
 """
 
 from __future__ import annotations
@@ -15,88 +15,17 @@ import click
 from bulkops import logs
 from bulkops.cli.errorline import fail, find_error
 from bulkops.cli.interrupts import Interrupts, take_early
+from bulkops.cli.jobrun import redis_call
 from bulkops.cli.stopflags import resolve_endpoint
 from bulkops.cloud.auth import Credentials
 from bulkops.cloud.preflight import NO_CREDENTIALS, check_credentials, check_endpoint, is_loopback
 from bulkops.errors import BulkOpsError, ConfigError
-from bulkops.options import Options
-from bulkops.redis.client import ENV_URL, open_client, reason, redis_errors
+from bulkops.redis.client import ENV_URL, open_client
 from bulkops.redis.naming import redact_url
 from bulkops.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunStats
 
 if TYPE_CHECKING:
-    from bulkops.cli.command_stop import Prepared
-
-
-def check_coordinator(kw: dict[str, Any], options: Options, input_sha: str, resuming: bool) -> None:
-    """Before anything is sent: the job name is free, or (--resume) the job is this input's."""
-    from bulkops.job.coordinator import check_job
-
-    _redis_call(kw["redis_url"], lambda: check_job(
-        kw["redis_url"], kw["job_name"], resuming=resuming, input_sha=input_sha, options=options
-    ))  # fmt: skip
-
-
-def run_coordinator(kw: dict[str, Any], ready: Prepared, interrupts: Interrupts) -> RunStats:
-    """Coordinate the job (`bulkops.job.coordinator`); the report's counts are the run's stats."""
-    from bulkops.cli.command_stop import event_loop_options, tuned_gc
-    from bulkops.cli.inputs import RunInput
-    from bulkops.io.reportmeta import identify
-    from bulkops.job.coordinator import Coordinator, coordinate
-    from bulkops.job.worker import JobError
-
-    identity = identify(RunInput.of(kw).path)
-    stats = RunStats(tallied_by_writer=True, command=ready.options.operation.name)
-
-    def attach(c: Coordinator) -> None:
-        interrupts.attach(on_interrupt=lambda _: c.wind_down(), on_abort=lambda _: c.abort())
-
-    async def main() -> None:
-        try:
-            await coordinate(
-                ready.items,
-                ready.options,
-                ready.writer,
-                url=kw["redis_url"],
-                job=kw["job_name"],
-                input_sha=identity.sha256 if identity else "",
-                report_path=None if ready.report_path == "-" else ready.report_path,
-                resume=ready.resume,
-                stats=stats,
-                on_start=attach,
-            )
-        except redis_errors() as exc:
-            raise JobError(
-                f"Redis at {redact_url(kw['redis_url'])} stopped answering: {reason(exc, kw['redis_url'])}; "
-                "the job stays in Redis: run the same command with --resume when it is back"
-            ) from exc
-        finally:
-            interrupts.detach()
-
-    try:
-        with tuned_gc():
-            anyio.run(main, backend_options=event_loop_options())
-    except BaseException as exc:
-        found = find_error(exc)
-        if found is None or isinstance(exc, KeyboardInterrupt):
-            raise
-        ready.writer.close()
-        if not isinstance(found, JobError):
-            raise found from None  # refused before anything was sent: exit 2
-        ready.summary(stats)
-        fail(str(found), EXIT_FAILED)  # mid-job: the report holds what was final, --resume completes it
-    ready.writer.close()
-    stats.finished = None
-    ready.summary(stats)
-    return stats
-
-
-def _redis_call(url: str, call: Any) -> Any:
-    """Run `call()` (a coroutine function) on a fresh loop; Redis trouble is one line (exit 2)."""
-    try:
-        return anyio.run(call)
-    except redis_errors() as exc:
-        raise ConfigError(f"Redis at {redact_url(url)} is unreachable: {reason(exc, url)}") from exc
+    pass
 
 
 # -- bulkops worker -----------------------------------------------------------------------------------------
@@ -157,7 +86,7 @@ def _worker(kw: dict[str, Any], interrupts: Interrupts) -> int:
                    secrets=credentials.secrets() if credentials else ())  # fmt: skip
     keys = JobKeys(kw["job_name"])
     url = kw["redis_url"]
-    meta = _redis_call(url, lambda: _meta(url, keys, read_meta))
+    meta = redis_call(url, lambda: _meta(url, keys, read_meta))
     if meta is None:
         raise ConfigError(f"no job {keys.name} in Redis at {redact_url(url)}")
     endpoint = resolve_endpoint(kw["endpoint"], kw["region"]) or meta.fields.get("endpoint", "")
@@ -227,7 +156,7 @@ def status_command(redis_url: str, job_name: str, as_json: bool) -> None:
 
     try:
         name = check_name(job_name)
-        status = _redis_call(redis_url, lambda: _with_client(redis_url, lambda c: job_status(c, name)))
+        status = redis_call(redis_url, lambda: _with_client(redis_url, lambda c: job_status(c, name)))
     except BulkOpsError as exc:
         fail(str(exc))
     if status is None:
@@ -246,7 +175,7 @@ def cancel_command(redis_url: str, job_name: str) -> None:
 
     try:
         name = check_name(job_name)
-        before = _redis_call(redis_url, lambda: _with_client(redis_url, lambda c: cancel_job(c, name)))
+        before = redis_call(redis_url, lambda: _with_client(redis_url, lambda c: cancel_job(c, name)))
     except BulkOpsError as exc:
         fail(str(exc))
     if before is None:

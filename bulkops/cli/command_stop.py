@@ -94,9 +94,9 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
         undo.pop_all()
     started = utc_now()
     if kw.get("job_name"):
-        from bulkops.cli.command_job import run_coordinator
+        from bulkops.cli.jobrun import run_coordinator
 
-        stats = run_coordinator(kw, ready, interrupts)
+        stats = run_coordinator(kw, ready, interrupts, _on_loop)
     else:
         stats = _run_local(kw, ready, interrupts)
     if ready.report_path != "-":
@@ -111,6 +111,11 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
     if ready.report_path != "-" and _summary_mode(kw).value == "text":
         click.echo(f"report: {ready.report_path}", err=True)
     return stats.exit_code()
+
+
+def _on_loop(main: Callable[[], Any]) -> None:
+    with tuned_gc():
+        anyio.run(main, backend_options=event_loop_options())
 
 
 def _run_local(kw: dict[str, Any], ready: Prepared, interrupts: Interrupts) -> RunStats:
@@ -193,7 +198,7 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> Prepared | int:
     if resuming:
         check_resume(report_path, identity)
     if kw.get("job_name"):
-        from bulkops.cli.command_job import check_coordinator
+        from bulkops.cli.jobrun import check_coordinator
 
         check_coordinator(kw, options, identity.sha256 if identity else "", resuming)
     report = open_report(report_path, append=resuming)  # checked and locked for the whole run
