@@ -262,8 +262,9 @@ MAY_IMPORT = {
     "io": frozenset({"cloud"}),
     "engine": frozenset({"cloud", "io"}),
     "redis": frozenset({"cloud", "engine"}),
+    "job": frozenset({"cloud", "io", "engine", "redis"}),
     "simulator": frozenset({"cloud"}),
-    "cli": frozenset({"cloud", "io", "engine", "redis", "simulator"}),
+    "cli": frozenset({"cloud", "io", "engine", "redis", "job", "simulator"}),
 }
 #: Top-level modules that reach up, and why: the package facade re-exports the public API; `options`
 #: holds the run's `Credentials` (cloud.auth, a leaf); `__main__` is `python -m bulkops`.

@@ -62,7 +62,7 @@ def _peeked(items: Iterator[Target | Result]) -> Iterator[Target | Result]:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """Everything a run needs, checked: nothing has been sent yet."""
 
     items: Iterator[Target | Result]
@@ -92,23 +92,13 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
         if isinstance(ready, int):
             return ready
         undo.pop_all()
-    from bulkops.cli.runner import run_stop
-
     started = utc_now()
-    with tuned_gc():
-        stats = anyio.run(
-            lambda: run_stop(
-                ready.items,
-                ready.options,
-                ready.writer,
-                resume=ready.resume,
-                observer=ready.observer,
-                interrupts=interrupts,
-                summary=ready.summary,
-                redis_url=kw.get("redis_url") or None,
-            ),
-            backend_options=event_loop_options(),
-        )
+    if kw.get("job_name"):
+        from bulkops.cli.jobrun import run_coordinator
+
+        stats = run_coordinator(kw, ready, interrupts, _on_loop)
+    else:
+        stats = _run_local(kw, ready, interrupts)
     if ready.report_path != "-":
         note_run(ready.report_path, started=started, ended=utc_now())  # for `report summarize` tickets
     if stats.write_error is not None:
@@ -123,6 +113,31 @@ def run_stop_command(interrupts: Interrupts | None = None, **kw: Any) -> int:
     return stats.exit_code()
 
 
+def _on_loop(main: Callable[[], Any]) -> None:
+    with tuned_gc():
+        anyio.run(main, backend_options=event_loop_options())
+
+
+def _run_local(kw: dict[str, Any], ready: Prepared, interrupts: Interrupts) -> RunStats:
+    """The run on this host alone (or sharing limits only, with --redis)."""
+    from bulkops.cli.runner import run_stop
+
+    with tuned_gc():
+        return anyio.run(
+            lambda: run_stop(
+                ready.items,
+                ready.options,
+                ready.writer,
+                resume=ready.resume,
+                observer=ready.observer,
+                interrupts=interrupts,
+                summary=ready.summary,
+                redis_url=kw.get("redis_url") or None,
+            ),
+            backend_options=event_loop_options(),
+        )
+
+
 def _summary_mode(kw: dict[str, Any]) -> Any:
     from bulkops.cli.runlog import summary_mode
 
@@ -133,7 +148,7 @@ def _log_format(kw: dict[str, Any]) -> str:
     return str(kw["log_format"] or ("console" if sys.stderr.isatty() else "json"))
 
 
-def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
+def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> Prepared | int:
     """Check flags, endpoint, credentials, report, input header and the input a resumed report started
     from, in that order; an exit code when the command ends here (a dry run, a declined confirmation).
 
@@ -162,6 +177,8 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
         log.warning("bulkops.transport.insecure", host=host)
     if credentials is None and not is_loopback(host):
         raise ConfigError(NO_CREDENTIALS)
+    if kw.get("job_name") and not kw.get("redis_url"):
+        raise ConfigError("--job needs --redis URL (the Redis the job's workers share)")
     if kw.get("redis_url"):
         _check_redis(kw["redis_url"])
     report_path = kw["report_path"] or default_report_path()
@@ -180,6 +197,10 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
     identity = identify(src.path)
     if resuming:
         check_resume(report_path, identity)
+    if kw.get("job_name"):
+        from bulkops.cli.jobrun import check_coordinator
+
+        check_coordinator(kw, options, identity.sha256 if identity else "", resuming)
     report = open_report(report_path, append=resuming)  # checked and locked for the whole run
     undo.callback(report.discard)
     resume = load_resume(report_path) if resuming else None
@@ -196,7 +217,7 @@ def _prepare(kw: dict[str, Any], undo: contextlib.ExitStack) -> _Prepared | int:
     from bulkops.cli.runlog import summary_printer
 
     summary = summary_printer(_summary_mode(kw), None if report_path == "-" else report_path)
-    return _Prepared(items, options, ReportWriter.on(report), resume, observer, report_path, summary)
+    return Prepared(items, options, ReportWriter.on(report), resume, observer, report_path, summary)
 
 
 def _dry_run(kw: dict[str, Any], options: Options, credentials: Any, report_path: str) -> int:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import click
 
-from bulkops.cli.errorline import fail
+from bulkops.cli.errorline import fail, find_error
 from bulkops.cli.runflags import check_input, run_help, run_options
 from bulkops.errors import BulkOpsError
 from bulkops.operations import OPERATIONS, Operation
@@ -33,6 +33,8 @@ _LAZY = {
     "report": ("bulkops.cli.report_cli", "report"),
     "limits": ("bulkops.cli.command_limits", "limits_command"),
     "list": ("bulkops.cli.command_list", "list_command"),
+    "worker": ("bulkops.cli.command_job", "worker_command"),
+    "job": ("bulkops.cli.command_job", "job_group"),
 }
 # Short help for the command list, so that `bulkops --help` imports none of the lazy commands.
 _LAZY_HELP = {
@@ -41,6 +43,8 @@ _LAZY_HELP = {
     "report": "Read a report: summarize it, or list the rows to retry.",
     "limits": "Show the limits runners share through Redis (--redis URL).",
     "list": "List the DevServer instances of projects, as the CSV `bulkops stop` reads.",
+    "worker": "Join a job over several hosts (--redis URL --job NAME) and work on its rows.",
+    "job": "A job over several hosts: its status, or cancel it.",
 }
 
 
@@ -88,20 +92,6 @@ class _LazyGroup(click.Group):
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
-
-
-def find_error(exc: BaseException) -> BulkOpsError | None:
-    """The BulkOpsError inside an exception or exception group, if any."""
-    if isinstance(exc, BulkOpsError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = find_error(inner)
-            if found is not None:
-                return found
-    if exc.__cause__ is not None and exc.__cause__ is not exc:
-        return find_error(exc.__cause__)
-    return None
 
 
 @click.group(

@@ -124,6 +124,15 @@ def run_options(op: Operation) -> Callable[[F], F]:
             "mid-run: local pacing.",
         ),
         click.option(
+            "--job",
+            "job_name",
+            default=None,
+            metavar="NAME",
+            help="With --redis: run this as job NAME over several hosts; this command coordinates (publishes "
+            "the rows, works on them, writes the one report) and `bulkops worker --job NAME` on any host "
+            "joins. --resume re-attaches to the job.",
+        ),
+        click.option(
             "--concurrency",
             type=int,
             default=64,

@@ -100,6 +100,9 @@ class Admission:
     def close(self) -> None:
         self.overflow.close()
 
+    def queued(self) -> int:
+        return self.sched.pending()
+
     def take(self, now: float) -> Job | float | None:
         """The scheduler's next job (or wait), topping up projects from the overflow as they drain."""
         popped = self.sched.pop(now)

@@ -33,7 +33,7 @@ from bulkops.engine.dispatch import Dispatch
 from bulkops.engine.jobs import Client, Flow, Job, Targets
 from bulkops.engine.limits import LocalLimiter
 from bulkops.engine.records import Records, ResumeState
-from bulkops.engine.seams import Limiter, ResultSink
+from bulkops.engine.seams import Feeder, Limiter, ResultSink
 from bulkops.engine.worker import Worker
 from bulkops.models import Result
 from bulkops.options import Options
@@ -42,6 +42,10 @@ from bulkops.summary import RunStats
 log = structlog.get_logger("bulkops.engine")
 
 RESULT_BUFFER = 1024
+
+SourceFactory = Callable[[Limiter, Records, Flow], Feeder]
+"""Builds a run's work source from its limiter, its records and its flow signals, in place of the local
+`Admission` (which reads `targets`): `bulkops.job` claims rows from Redis streams (issue 15)."""
 
 LimiterFactory = Callable[[LocalLimiter], Limiter]
 """Builds a run's `Limiter` over its local buckets (the local work source paces with those): the default
@@ -61,13 +65,19 @@ class _Engine:
         rng: random.Random,
         resume: ResumeState | None,
         limiter: LimiterFactory | None,
+        source: SourceFactory | None = None,
     ) -> None:
         self.options = options
         self.records = records
         self.flow = flow = Flow()
         local = LocalLimiter(options, clock, records.stats.learned_rates)
         self.limiter: Limiter = local if limiter is None else limiter(local)
-        self.admission = admission = Admission(options, clock, local, records, flow, resume)
+        self.admission: Feeder = (
+            Admission(options, clock, local, records, flow, resume)
+            if source is None
+            else source(self.limiter, records, flow)
+        )
+        admission = self.admission
         worker = Worker(options, client, clock, rng, admission, self.limiter, records, flow)
         self.dispatch = Dispatch(admission, worker, flow, clock)
         self.intake: CancelScope | None = None  # the reader's and the dispatcher's scope
@@ -76,7 +86,7 @@ class _Engine:
         flow = self.flow
         if not flow.winding_down:
             flow.winding_down = True
-            log.info("bulkops.run.stopping", inflight=flow.inflight, queued=self.admission.sched.pending())
+            log.info("bulkops.run.stopping", inflight=flow.inflight, queued=self.admission.queued())
         flow.notify()
         self.admission.wake_reader()
         if self.intake is not None:
@@ -136,6 +146,7 @@ async def stop_instances(
     rng: random.Random | None = None,
     stats: RunStats | None = None,
     limiter: LimiterFactory | None = None,
+    source: SourceFactory | None = None,
 ) -> AsyncIterator[Run]:
     """Stop every target; iterate the yielded `Run` for one final `Result` per input row.
 
@@ -148,7 +159,8 @@ async def stop_instances(
     `Result` (rows already decided, e.g. invalid ones from `read_targets`). `client` defaults to a
     `DevServerClient` for `options.endpoint`; `clock` and `rng` are injectable for tests. `limiter`
     builds the run's limiter over its local buckets (default: those alone; `bulkops.redis.share_limits`
-    yields one that shares them with every runner naming the same Redis).
+    yields one that shares them with every runner naming the same Redis). `source` builds the work
+    source in place of the local reader (`targets` is then handed to its `read`; `bulkops.job` ignores it).
     """
     clock = clock or SystemClock()
     stats = stats or RunStats(started=clock.monotonic())
@@ -156,7 +168,14 @@ async def stop_instances(
     async with _client_for(options, client) as api:
         records = Records(send, stats, clock)
         engine = _Engine(
-            options, api, records, clock=clock, rng=rng or random.Random(), resume=resume, limiter=limiter
+            options,
+            api,
+            records,
+            clock=clock,
+            rng=rng or random.Random(),
+            resume=resume,
+            limiter=limiter,
+            source=source,
         )
         async with anyio.create_task_group() as tg, recv:
             tg.start_soon(_main, engine, targets)

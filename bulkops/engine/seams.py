@@ -17,6 +17,11 @@ Each is a `typing.Protocol` with today's behaviour as its local implementation:
   already taken; the worker then `admit`s the request (a no-op locally).
 * `ResultSink`: `report.ReportWriter`, fed by `runner` from the run's results stream (`Run.batches`).
 
+A work source that `stop_instances(..., source=...)` plugs in is a `Feeder`: a `WorkSource` with the
+lifecycle the run drives (`read` as the intake task, `wake_reader` on a wind-down, `close`, `queued` for
+the log). `admission.Admission` is the local one; `bulkops.job.source.JobSource` (issue 15) claims rows
+from Redis streams instead of reading an input.
+
 Imports only `models` and `engine.jobs`.
 """
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from bulkops.engine.jobs import Job
+from bulkops.engine.jobs import Job, Targets
 from bulkops.models import Reply, Result
 
 
@@ -77,6 +82,26 @@ class WorkSource(Protocol):
     def give_up_all(self, code: str, why: str) -> list[Job]:
         """No row is sent any more (the endpoint is unreachable): returns every row still held; later
         ones are recorded as skipped with `code` and `why` as they come."""
+        ...
+
+
+class Feeder(WorkSource, Protocol):
+    """A work source with the lifecycle `stop_instances` drives."""
+
+    async def read(self, targets: Targets) -> None:
+        """The intake task: bring rows in until there are no more or the run winds down (cancelled then)."""
+        ...
+
+    def wake_reader(self) -> None:
+        """The run winds down: a reader waiting for room looks again (and stops)."""
+        ...
+
+    def close(self) -> None:
+        """The run is over: let go of what the source holds (files, connections)."""
+        ...
+
+    def queued(self) -> int:
+        """Rows held and not yet sent (for the wind-down's log line)."""
         ...
 
 
