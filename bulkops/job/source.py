@@ -126,6 +126,7 @@ class JobSource:
         self._seq = itertools.count()
         self.closed: dict[str, tuple[str, str]] = {}  # projects given up -> (code, why)
         self.projects: set[str] = set()
+        self.unreachable = False  # the endpoint circuit opened: claim nothing more
         self.state = ""
         self.over = False  # the job is over for this worker: no more claims
         self._done_claiming = False
@@ -172,6 +173,14 @@ class JobSource:
         self.ready = deque(j for j in self.ready if j.project_id != project_id)
         self.later = [e for e in self.later if e[2].project_id != project_id]
         heapq.heapify(self.later)
+        return drained
+
+    def give_up_all(self, code: str, why: str) -> list[Job]:
+        """The endpoint circuit: this worker cannot reach the endpoint, so it claims no more rows (the
+        other hosts go on with the job); the rows it holds are returned, to be recorded."""
+        self.unreachable = True
+        drained = [*self.front, *self.ready, *(j for _, _, j in self.later)]
+        self.front, self.ready, self.later = deque(), deque(), []
         return drained
 
     def wake_reader(self) -> None:
@@ -252,7 +261,7 @@ class JobSource:
         stream = self.keys.stream(project_id)
         client = self.client
         empty = False
-        while True:
+        while not self.unreachable:
             await self._wait_room()
             if project_id in self.closed:
                 await self._skip_closed(project_id, stream)
