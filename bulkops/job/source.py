@@ -34,7 +34,8 @@ import structlog
 from bulkops.engine.jobs import Flow, Job, Targets
 from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter
-from bulkops.job.keys import GROUP, JobKeys
+from bulkops.job.grace import Grace, job_gone
+from bulkops.job.keys import GROUP, HEARTBEAT_TTL_MS, JobKeys
 from bulkops.job.meta import CANCELLED, DONE
 from bulkops.job.scripts import IDLE, REAP
 from bulkops.models import Outcome, Reply, Target
@@ -109,6 +110,7 @@ class JobSource:
         flow: Flow,
         *,
         concurrency: int,
+        grace: Grace,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -137,7 +139,7 @@ class JobSource:
         self._reap = client.register_script(REAP)
         self._idle = client.register_script(IDLE)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._trouble = False
+        self.grace = grace
 
     # -- the work source --------------------------------------------------------------------------------
 
@@ -245,9 +247,11 @@ class JobSource:
                 and await self._idle(keys=[self.keys.stream(p) for p in sorted(projects)])
             )
         except self._errors() as exc:
-            self._troubled(exc)
+            self.grace.trouble(exc, "looking at the job")
             return
-        self._trouble = False
+        self.grace.ok()
+        if state is None and self.state:
+            raise job_gone(self.keys.name)
         self.state = state or ""
         for project_id in sorted(set(projects) - self.projects):
             self.projects.add(project_id)
@@ -278,7 +282,7 @@ class JobSource:
                     self._release()
                     raise
             except self._errors() as exc:
-                self._troubled(exc)
+                self.grace.trouble(exc, "claiming rows")
                 await anyio.sleep(TROUBLE_PAUSE)
                 continue
             entries = got[0][1] if got else []
@@ -299,7 +303,7 @@ class JobSource:
         try:
             got = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=16)
         except self._errors() as exc:
-            self._troubled(exc)
+            self.grace.trouble(exc, "claiming rows")
             await anyio.sleep(TROUBLE_PAUSE)
             return
         entries = got[0][1] if got else []
@@ -314,6 +318,8 @@ class JobSource:
         """Every REAP_EVERY seconds: take over the rows of workers whose heartbeat lapsed."""
         while True:
             await anyio.sleep(REAP_EVERY)
+            if not self.grace.settled(HEARTBEAT_TTL_MS / 1000 + REAP_EVERY):
+                continue  # Redis just came back: the live workers' heartbeats may not be there yet
             for project_id in sorted(self.projects):
                 try:
                     taken = await self._reap(
@@ -321,7 +327,7 @@ class JobSource:
                         args=[GROUP, self.consumer, self.keys.hb_prefix, REAP_MOST],
                     )
                 except self._errors() as exc:
-                    self._troubled(exc)
+                    self.grace.trouble(exc, "taking over the rows of dead workers")
                     break
                 if taken:
                     await self._took_over(project_id, taken)
@@ -349,8 +355,3 @@ class JobSource:
         from bulkops.redis.client import redis_errors
 
         return redis_errors()
-
-    def _troubled(self, exc: BaseException) -> None:
-        if not self._trouble:
-            self._trouble = True
-            log.warning("bulkops.job.redis_trouble", error=" ".join(str(exc).split())[:200])
