@@ -33,7 +33,7 @@ from bulkops.io.report import ReportWriter
 from bulkops.io.report_read import iter_records
 from bulkops.io.resume import ResumeState, utc_now
 from bulkops.job.feed import Feeder, cancelled
-from bulkops.job.grace import AWAY_PAUSE, REDIS_GRACE, Grace, job_gone
+from bulkops.job.grace import AWAY_PAUSE, REDIS_GRACE, Grace, errors, job_gone
 from bulkops.job.keys import GROUP, JOB_TTL, JobKeys
 from bulkops.job.meta import CANCELLED, DONE, RUNNING, JobMeta, job_fields
 from bulkops.job.scripts import FINAL, IDLE, REAP
@@ -221,7 +221,7 @@ class Coordinator:
         while True:
             try:
                 last, more, over = await self._collect_once(last)
-            except self.errors as exc:
+            except errors() as exc:
                 self.grace.trouble(exc, "collecting the finals")
                 await anyio.sleep(AWAY_PAUSE)
                 continue
@@ -262,12 +262,6 @@ class Coordinator:
         return bool(
             await self.grace.call("collecting the finals", lambda: self._idle(keys=[k.finals, *streams]))
         )
-
-    @property
-    def errors(self) -> tuple[type[BaseException], ...]:
-        from bulkops.redis.client import redis_errors
-
-        return redis_errors()
 
     async def _sweep_cancelled(self) -> None:
         """After a cancel: the rows still queued (and those of dead workers) are recorded skipped."""

@@ -2,7 +2,7 @@
 
     grace = Grace(300.0)
     try: ...a Redis call...; grace.ok()
-    except redis_errors() as exc: grace.trouble(exc, "claim")   # JobError once Redis has been away too long
+    except errors() as exc: grace.trouble(exc, "claim")   # JobError once Redis has been away too long
 
 One `Grace` per process: every task's failures count against the same clock (it starts at the first
 failure, and is reset by the first answer after it). While Redis is away no row is claimed (claims are
@@ -58,6 +58,8 @@ class Grace:
 
     def trouble(self, exc: BaseException, doing: str) -> None:
         """Redis did not answer while `doing`: JobError when it has been away longer than the grace."""
+        if isinstance(exc, RuntimeError) and "closed" not in str(exc):
+            raise exc  # a bug, not an outage (see `errors`)
         now = time.monotonic()
         if self.since is None:
             self.since = now
@@ -70,12 +72,10 @@ class Grace:
 
     async def call(self, doing: str, fn: Callable[[], Awaitable[T]]) -> T:
         """`await fn()`, again every AWAY_PAUSE s while Redis does not answer (JobError after the grace)."""
-        from bulkops.redis.client import redis_errors
-
         while True:
             try:
                 got = await fn()
-            except redis_errors() as exc:
+            except errors() as exc:
                 self.trouble(exc, doing)
                 await anyio.sleep(AWAY_PAUSE)
                 continue
@@ -85,6 +85,15 @@ class Grace:
     def settled(self, seconds: float) -> bool:
         """Redis answers, and has answered for at least `seconds`."""
         return self.since is None and time.monotonic() - self.back >= seconds
+
+
+def errors() -> tuple[type[BaseException], ...]:
+    """What a Redis call raises when Redis is away: redis-py's errors, socket errors, timeouts, and the
+    RuntimeError uvloop raises for a write on a transport Redis closed (`Grace.trouble` re-raises any
+    other RuntimeError)."""
+    from bulkops.redis.client import redis_errors
+
+    return (*redis_errors(), RuntimeError)
 
 
 def job_gone(name: str) -> JobError:

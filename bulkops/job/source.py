@@ -34,7 +34,7 @@ import structlog
 from bulkops.engine.jobs import Flow, Job, Targets
 from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter
-from bulkops.job.grace import Grace, job_gone
+from bulkops.job.grace import Grace, errors, job_gone
 from bulkops.job.keys import GROUP, HEARTBEAT_TTL_MS, JobKeys
 from bulkops.job.meta import CANCELLED, DONE
 from bulkops.job.scripts import IDLE, REAP
@@ -246,7 +246,7 @@ class JobSource:
                 and not self.held
                 and await self._idle(keys=[self.keys.stream(p) for p in sorted(projects)])
             )
-        except self._errors() as exc:
+        except errors() as exc:
             self.grace.trouble(exc, "looking at the job")
             return
         self.grace.ok()
@@ -281,7 +281,7 @@ class JobSource:
                 except BaseException:
                     self._release()
                     raise
-            except self._errors() as exc:
+            except errors() as exc:
                 self.grace.trouble(exc, "claiming rows")
                 await anyio.sleep(TROUBLE_PAUSE)
                 continue
@@ -302,7 +302,7 @@ class JobSource:
         code, why = self.closed[project_id]
         try:
             got = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=16)
-        except self._errors() as exc:
+        except errors() as exc:
             self.grace.trouble(exc, "claiming rows")
             await anyio.sleep(TROUBLE_PAUSE)
             return
@@ -326,7 +326,7 @@ class JobSource:
                         keys=[self.keys.stream(project_id)],
                         args=[GROUP, self.consumer, self.keys.hb_prefix, REAP_MOST],
                     )
-                except self._errors() as exc:
+                except errors() as exc:
                     self.grace.trouble(exc, "taking over the rows of dead workers")
                     break
                 if taken:
@@ -347,11 +347,3 @@ class JobSource:
             else:
                 self.front.append(job)
         self.flow.notify()
-
-    # -- Redis trouble ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _errors() -> tuple[type[BaseException], ...]:
-        from bulkops.redis.client import redis_errors
-
-        return redis_errors()

@@ -34,7 +34,7 @@ from bulkops.engine.records import Records
 from bulkops.engine.run import Run, stop_instances
 from bulkops.engine.seams import Limiter
 from bulkops.io.report import record_line
-from bulkops.job.grace import AWAY_PAUSE, Grace, job_gone
+from bulkops.job.grace import AWAY_PAUSE, Grace, errors, job_gone
 from bulkops.job.keys import GROUP, HEARTBEAT_TTL_MS, JobKeys
 from bulkops.job.scripts import FINAL
 from bulkops.job.source import JobLimiter, JobSource
@@ -66,7 +66,7 @@ async def presence(client: Any, keys: JobKeys, consumer: str) -> AsyncIterator[N
             await anyio.sleep(BEAT_EVERY)
             try:
                 await beat()
-            except _errors():
+            except errors():
                 pass  # Redis away: the claims stop too; beats resume when it answers
 
     await beat()
@@ -82,7 +82,7 @@ async def presence(client: Any, keys: JobKeys, consumer: str) -> AsyncIterator[N
             try:
                 await client.delete(keys.heartbeat(consumer))
                 await client.zrem(keys.workers, consumer)
-            except _errors():
+            except errors():
                 pass
 
 
@@ -138,7 +138,7 @@ class FinalSink:
                             client=pipe,
                         )
                     won = await pipe.execute()
-            except _errors() as exc:
+            except errors() as exc:
                 self.grace.trouble(exc, f"writing the finals of {len(todo)} rows")
                 return False
             self.grace.ok()
@@ -217,9 +217,3 @@ async def work(
                     tg.cancel_scope.cancel()
         log.info("bulkops.job.worker_done", won=sink.won, lost=sink.lost, claimed=made[0].claimed)
     return made[0]
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from bulkops.redis.client import redis_errors
-
-    return redis_errors()
