@@ -123,10 +123,9 @@ class FinalSink:
     async def flush(self) -> bool:
         """Try to write the finals waiting; False (they keep waiting) when Redis does not answer."""
         async with self._lock:
-            todo, held, k = self.unsent, self.source.held, self.keys
-            todo = [r for r in todo if r.line in held]
+            held, k = self.source.held, self.keys
+            todo, self.unsent = [r for r in self.unsent if r.line in held], []  # write() may add meanwhile
             if not todo:
-                self.unsent = []
                 return True
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
@@ -139,10 +138,10 @@ class FinalSink:
                         )
                     won = await pipe.execute()
             except errors() as exc:
+                self.unsent = todo + self.unsent
                 self.grace.trouble(exc, f"writing the finals of {len(todo)} rows")
                 return False
             self.grace.ok()
-            self.unsent = []
         if any(int(w) < 0 for w in won):
             raise job_gone(k.name)
         for r, first in zip(todo, won, strict=True):
