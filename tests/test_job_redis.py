@@ -26,6 +26,7 @@ from test_job import (
     _records,
     _start_when_job_exists,
     _wait,
+    _worker,
 )
 
 pytestmark = pytest.mark.slow
@@ -129,6 +130,8 @@ def test_redis_restarted_without_its_data_exits_1_and_resume_finishes(
             assert len(lines) == 1 and "gone from Redis" in lines[0], text[-2000:]
         assert 0 < len(_records(report)) < rows
         _finish_without_redis(sim, inp, report, rows)
+        # sent again: only rows the worker finished whose finals died with Redis (at most what it held)
+        assert len(stops_after_success(sim.request_log)) <= 2 * CONCURRENCY
 
 
 def test_redis_gone_for_longer_than_the_grace_exits_1_and_resume_finishes(
@@ -157,3 +160,31 @@ def test_redis_gone_for_longer_than_the_grace_exits_1_and_resume_finishes(
         _finish_without_redis(sim, inp, report, rows)
         assert stops_after_success(sim.request_log) == []
         print(json.dumps({"gave_up_after_s": round(waited, 1)}))
+
+
+def test_workers_give_up_after_the_grace_with_one_line(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Redis killed 2.5 s into a coordinator-and-worker job and not started again: the worker and the
+    coordinator each exit 1 with one line naming --redis-grace (2 s here, to keep the test short), within
+    seconds of the grace."""
+    report, inp = tmp_path / "r.jsonl", tmp_path / "in.csv"
+    grace = ("--redis-grace", "2")
+    with SimThread(_config(4, 150)) as sim:
+        _input(sim, inp)
+        coord = spawn(_coordinator(inp, sim.url, redis_server.url, report, *grace), cli_env())
+        workers: list[subprocess.Popen[bytes]] = []
+        try:
+            workers = _start_when_job_exists(redis_server.url, sim.url, 0)
+            workers = [spawn([*_worker(redis_server.url, sim.url), *grace], cli_env())]
+            time.sleep(2.5)
+            redis_server.stop()
+            started = time.monotonic()
+            errs = [_wait(proc, started + 30.0) for proc in (coord, workers[0])]
+            waited = time.monotonic() - started
+        finally:
+            for proc in [coord, *workers]:
+                kill(proc)
+    assert [coord.returncode, workers[0].returncode] == [1, 1], [e[-1000:] for e in errs]
+    for err in errs:
+        lines = _error_lines(err)
+        assert len(lines) == 1 and "--redis-grace" in lines[0], err[-2000:]
+    assert waited < 15.0, f"gave up {waited:.1f} s after Redis went"
