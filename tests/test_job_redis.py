@@ -97,6 +97,9 @@ def test_redis_restarted_with_its_data_the_job_completes(tmp_path: Path) -> None
     _one_each(records, rows)
     assert {r["outcome"] for r in records} <= SUCCESS
     assert len(stops_after_success(log)) <= CONCURRENCY
+    print(
+        f"rows reclaimed after Redis came back: {err.count('job.reclaimed')}, {werr.count('job.reclaimed')}"
+    )
 
 
 def test_redis_restarted_without_its_data_exits_1_and_resume_finishes(
@@ -188,3 +191,39 @@ def test_workers_give_up_after_the_grace_with_one_line(tmp_path: Path, redis_ser
         lines = _error_lines(err)
         assert len(lines) == 1 and "--redis-grace" in lines[0], err[-2000:]
     assert waited < 15.0, f"gave up {waited:.1f} s after Redis went"
+
+
+def test_a_claim_whose_answer_was_lost_is_held_again(redis_server: RedisServer) -> None:
+    """A row Redis gave this worker while the answer was lost (connection cut after XREADGROUP ran) is
+    found in the worker's pending list once Redis answers again and held, not left pending forever (a live
+    worker's rows are never reaped); rows it holds already are not taken twice."""
+    import anyio
+
+    from bulkops.job.grace import Grace
+    from bulkops.job.keys import GROUP, JobKeys
+    from bulkops.job.source import JobSource
+    from bulkops.redis.client import open_client
+
+    class Flow:
+        def notify(self) -> None:
+            pass
+
+    async def main() -> list[int]:
+        client = open_client(redis_server.url)
+        keys = JobKeys("lost")
+        stream = keys.stream("p1")
+        await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for line in (2, 3):
+            await client.xadd(stream, {"l": line, "i": f"i{line}"})
+        got = await client.xreadgroup(GROUP, "w1", {stream: ">"}, count=2)  # both claimed by w1
+        grace = Grace(30.0)
+        source = JobSource(client, keys, "w1", None, None, Flow(), concurrency=4, grace=grace)  # type: ignore[arg-type]
+        source.projects.add("p1")
+        source._hold("p1", got[0][1][0][0], got[0][1][0][1])  # line 2 held; line 3's answer was lost
+        grace.trouble(OSError("cut"), "claiming rows")
+        grace.ok()  # Redis is back
+        assert await source._reconcile()
+        await client.aclose()
+        return [job.target.line for job in source.front]
+
+    assert anyio.run(main) == [3]

@@ -140,6 +140,9 @@ class JobSource:
         self._idle = client.register_script(IDLE)
         self._tg: anyio.abc.TaskGroup | None = None
         self.grace = grace
+        self._claiming: Counter[str] = Counter()  # claims in flight, per project
+        self._claims: Counter[str] = Counter()  # claims started, per project
+        self._reconciled = grace.back
 
     # -- the work source --------------------------------------------------------------------------------
 
@@ -263,7 +266,6 @@ class JobSource:
 
     async def _claimer(self, project_id: str) -> None:
         stream = self.keys.stream(project_id)
-        client = self.client
         empty = False
         while not self.unreachable:
             await self._wait_room()
@@ -277,7 +279,7 @@ class JobSource:
                 self.holding += 1
                 try:
                     await self.limiter.prepay(project_id)
-                    got = await client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=1)
+                    got = await self._claim(project_id, stream, 1)
                 except BaseException:
                     self._release()
                     raise
@@ -297,11 +299,19 @@ class JobSource:
             self.ready.append(self._hold(project_id, entry_id, fields))
             self.flow.notify()
 
+    async def _claim(self, project_id: str, stream: str, count: int) -> Any:
+        self._claiming[project_id] += 1
+        self._claims[project_id] += 1
+        try:
+            return await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=count)
+        finally:
+            self._claiming[project_id] -= 1
+
     async def _skip_closed(self, project_id: str, stream: str) -> None:
         """A project given up: claim its rows without a slot and record them skipped."""
         code, why = self.closed[project_id]
         try:
-            got = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=16)
+            got = await self._claim(project_id, stream, 16)
         except errors() as exc:
             self.grace.trouble(exc, "claiming rows")
             await anyio.sleep(TROUBLE_PAUSE)
@@ -318,6 +328,12 @@ class JobSource:
         """Every REAP_EVERY seconds: take over the rows of workers whose heartbeat lapsed."""
         while True:
             await anyio.sleep(REAP_EVERY)
+            if self._reconciled != self.grace.back and not self.grace.away:
+                try:
+                    if await self._reconcile():
+                        self._reconciled = self.grace.back
+                except errors() as exc:
+                    self.grace.trouble(exc, "looking for rows claimed while Redis was away")
             if not self.grace.settled(HEARTBEAT_TTL_MS / 1000 + REAP_EVERY):
                 continue  # Redis just came back: the live workers' heartbeats may not be there yet
             for project_id in sorted(self.projects):
@@ -331,6 +347,31 @@ class JobSource:
                     break
                 if taken:
                     await self._took_over(project_id, taken)
+
+    async def _reconcile(self) -> bool:
+        """Redis is back: rows pending for this worker that it does not hold (a claim whose answer was
+        lost with the connection) are held again, else they would wait forever (a live worker's rows are
+        never reaped). False, to try again later, when a claim ran meanwhile (its row may not be held yet)."""
+        mine = {entry_id for _project, entry_id in self.held.values()}
+        for project_id in sorted(self.projects):
+            stream, started = self.keys.stream(project_id), self._claims[project_id]
+            if self._claiming[project_id]:
+                return False
+            pending = await self.client.xpending_range(
+                stream, GROUP, min="-", max="+", count=REAP_MOST, consumername=self.consumer
+            )
+            if self._claiming[project_id] or self._claims[project_id] != started:
+                return False
+            lost = [p["message_id"] for p in pending if p["message_id"] not in mine]
+            if not lost:
+                continue
+            log.warning("bulkops.job.reclaimed", project_id=project_id, rows=len(lost))
+            for entry_id, fields in await self.client.xclaim(stream, GROUP, self.consumer, 0, lost):
+                if fields and entry_id not in mine:
+                    self.holding += 1
+                    self.front.append(self._hold(project_id, entry_id, fields))
+            self.flow.notify()
+        return True
 
     async def _took_over(self, project_id: str, taken: list[Any]) -> None:
         log.info("bulkops.job.reaped", project_id=project_id, rows=len(taken))
