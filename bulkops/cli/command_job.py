@@ -51,7 +51,8 @@ def worker_command(**kw: Any) -> None:
     it is done.
 
     Credentials come from the environment (HUAWEICLOUD_SDK_AK/SK or BULKOPS_AUTH_TOKEN) and must be the
-    job's credential. Exit status: 0 the job is done; 1 it was cancelled, or Redis was gone too long;
+    job's credential. Exit status: 0 the job is done; 1 it was cancelled, Redis was away longer than
+    --redis-grace, or the job is gone from Redis;
     2 usage error or refused (nothing sent); 130 interrupted (rows in hand finished, the rest handed back).
     """
     interrupts = take_early()
