@@ -1,13 +1,15 @@
 """`python -m benchmarks SCENARIO`: run scenarios side by side, print a table, write JSON and plots.
 
     python -m benchmarks all          # every scenario at the issue's sizes (about 10 minutes)
-    python -m benchmarks cpu          # or: rate adaptive throttle latency cpu signing memory startup shared
+    python -m benchmarks cpu          # or: rate adaptive throttle latency cpu signing memory startup
+                                      #     shared job
     python -m benchmarks smoke        # everything tiny, in seconds (CI); its figures mean nothing
 
 Servers run in their own process pinned to CPU 0, clients in theirs pinned to CPU 1. Output goes to
 benchmarks/results/ (or --out): <name>.json, <name>.md (the table), <name>-timeline.png, <name>-ratios.png,
 and <case>-rates.png per `throttle` case (the learned rate per project over time; benchmarks/throttle.py),
-shared-rates.png for `shared` (three runners without and with Redis; benchmarks/shared.py).
+shared-rates.png for `shared` (three runners without and with Redis; benchmarks/shared.py), job-scaling.png
+for `job` (one job over 1, 2 and 4 processes; benchmarks/jobbench.py).
 The exit status is 0 whether or not targets are met (benchmarks measure, they do not gate); --check
 makes it 1 when a target is missed.
 """
@@ -22,10 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import output, scenarios, shared, throttle
+from benchmarks import jobbench, output, scenarios, shared, throttle
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = {**scenarios.SCENARIOS, "throttle": throttle.scenario_throttle, "shared": shared.scenario_shared}
+SCENARIOS = {
+    **scenarios.SCENARIOS,
+    "throttle": throttle.scenario_throttle,
+    "shared": shared.scenario_shared,
+    "job": jobbench.scenario_job,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.scenario
     args.out.mkdir(parents=True, exist_ok=True)
     text = output.table(results)
-    for extra in (throttle.details(results), shared.details(results)):
+    for extra in (throttle.details(results), shared.details(results), jobbench.details(results)):
         if extra:
             text += "\n\n" + extra
     payload = {
@@ -72,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     plots: list[Path] = []
     if not args.no_plot:
         plots = output.plot(results, args.out, name) + throttle.plot_rates(results, args.out)
-        plots += shared.plot_rates(results, args.out)
+        plots += shared.plot_rates(results, args.out) + jobbench.plot(results, args.out)
     m = payload["machine"]
     print(f"\n{m['cpu']}, {m['cpus']} CPUs, Python {m['python']}, aiohttp {m['aiohttp']}")
     print(text)

@@ -45,6 +45,8 @@ class Size:
     throttle_seconds: float = 30.0  # each project's rows in `throttle`: this many seconds of its own limit
     shared_rows_per_project: int = 600  # `shared`: 4 projects at 20/s, split among 3 runners
     shared_rounds: int = 2
+    job_latency_rows_per_project: int = 300  # `job`, latency-bound: 1,200 rows, 30 s for one process
+    job_rate_rows_per_project: int = 300  # `job`, rate-bound: 4 projects at 20/s, 15 s at best
     timeout: float = 600.0
 
 
@@ -62,6 +64,8 @@ SMOKE = Size(
     throttle_seconds=2.0,
     shared_rows_per_project=40,
     shared_rounds=1,
+    job_latency_rows_per_project=10,
+    job_rate_rows_per_project=10,
     timeout=60.0,
 )
 

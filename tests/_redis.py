@@ -1,6 +1,7 @@
 """A real `redis-server` for tests: Debian's binary on a free loopback port, no persistence, a temp cwd.
 
     server = RedisServer(tmp_path); server.start(); server.url; server.stop(); server.start()  # same port
+    RedisServer(tmp_path, appendonly=True)  # persistence: an AOF in tmp_path, fsynced before each answer
 
 The `redis_server` fixture (tests/conftest.py) yields a started one and stops it. When the binary is
 missing the test is skipped locally, and fails when `CI` is set: the issue wants the Redis tests run in CI
@@ -43,8 +44,9 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process, which can be stopped and started again on the same port."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
+    def __init__(self, workdir: Path, *, password: str | None = None, appendonly: bool = False) -> None:
         self.binary = find_binary()
+        self.appendonly = appendonly
         self.workdir = workdir
         self.port = free_port()
         self.password = password
@@ -66,9 +68,13 @@ class RedisServer:
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
+            "--dir",
+            str(self.workdir),
         ]
+        # appendfsync always: a write is on disk before it is answered, so a SIGKILL (stop) loses nothing
+        args += (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        )
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(

@@ -166,3 +166,22 @@ def test_simple_authorization_equals_the_general_signer(
         headers["X-Security-Token"] = token
     expected = signer.authorization(method, path, (), headers)
     assert signer.simple_authorization(method, path, host, date, project, token) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_benchmark_job_runs_every_variant(tmp_path: Path) -> None:
+    """`python -m benchmarks job`'s scenario at tiny sizes: 1, 2 and 4 processes on both clouds finish every
+    row, and its table and plot are made (figures unchecked; skipped without redis-server)."""
+    from benchmarks import jobbench
+    from benchmarks.scenarios import SMOKE
+
+    results = jobbench.scenario_job(tmp_path, SMOKE)
+    if results[0].get("skipped"):
+        pytest.skip(results[0]["skipped"])
+    assert [r["scenario"] for r in results] == ["job-latency", "job-rate"]
+    for result in results:
+        assert [run["hands"] for run in result["runs"]] == [1, 2, 4]
+        assert all(run["rows"] == 4 * 10 for run in result["runs"])
+    assert "| latency-bound | 4 |" in jobbench.details(results)
+    assert [p.name for p in jobbench.plot(results, tmp_path)] == ["job-scaling.png"]

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
               help="The job's region, e.g. cn-north-4 (checked against its endpoint).")  # fmt: skip
 @click.option("--concurrency", type=click.IntRange(min=1), default=None, metavar="C",
               help="Most requests in flight on this host. [default: the job's]")  # fmt: skip
+@click.option("--redis-grace", type=click.FloatRange(min=0), default=300.0, show_default=True, metavar="S",
+              help="Seconds Redis may be away (in-flight rows finish) before exit 1.")  # fmt: skip
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only.")
@@ -49,7 +51,8 @@ def worker_command(**kw: Any) -> None:
     it is done.
 
     Credentials come from the environment (HUAWEICLOUD_SDK_AK/SK or BULKOPS_AUTH_TOKEN) and must be the
-    job's credential. Exit status: 0 the job is done; 1 it was cancelled, or Redis was gone too long;
+    job's credential. Exit status: 0 the job is done; 1 it was cancelled, Redis was away longer than
+    --redis-grace, or the job is gone from Redis;
     2 usage error or refused (nothing sent); 130 interrupted (rows in hand finished, the rest handed back).
     """
     interrupts = take_early()
@@ -73,6 +76,7 @@ def worker_command(**kw: Any) -> None:
 def _worker(kw: dict[str, Any], interrupts: Interrupts) -> int:
     from bulkops.cli.command_stop import event_loop_options
     from bulkops.job.coordinator import read_meta
+    from bulkops.job.grace import Grace
     from bulkops.job.keys import JobKeys
     from bulkops.job.meta import CANCELLED, DONE
     from bulkops.job.worker import consumer_name, presence, work
@@ -113,7 +117,10 @@ def _worker(kw: dict[str, Any], interrupts: Interrupts) -> int:
                         on_interrupt=lambda _: run.wind_down(), on_abort=lambda _: scope.cancel()
                     )
 
-                source = await work(client, url, keys, consumer, options, stats=stats, on_run=attach)
+                source = await work(
+                    client, url, keys, consumer, options, stats=stats, grace=Grace(kw["redis_grace"]),
+                    on_run=attach,
+                )  # fmt: skip
                 ended.append(source.state)
         finally:
             interrupts.detach()

@@ -39,7 +39,7 @@ def run_coordinator(
     from bulkops.cli.inputs import RunInput
     from bulkops.io.reportmeta import identify
     from bulkops.job.coordinator import Coordinator, coordinate
-    from bulkops.job.worker import JobError
+    from bulkops.job.grace import JobError
 
     identity = identify(RunInput.of(kw).path)
     stats = RunStats(tallied_by_writer=True, command=ready.options.operation.name)
@@ -59,6 +59,7 @@ def run_coordinator(
                 report_path=None if ready.report_path == "-" else ready.report_path,
                 resume=ready.resume,
                 stats=stats,
+                grace=kw.get("redis_grace", 300.0),
                 on_start=attach,
             )
         except redis_errors() as exc:

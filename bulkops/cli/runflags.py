@@ -133,6 +133,15 @@ def run_options(op: Operation) -> Callable[[F], F]:
             "joins. --resume re-attaches to the job.",
         ),
         click.option(
+            "--redis-grace",
+            type=click.FloatRange(min=0),
+            default=300.0,
+            show_default=True,
+            metavar="S",
+            help="With --job: seconds Redis may be away mid-job (rows in flight finish, their finals wait) "
+            "before this exits 1 with a report that --resume completes.",
+        ),
+        click.option(
             "--concurrency",
             type=int,
             default=64,

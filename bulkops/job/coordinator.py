@@ -33,6 +33,7 @@ from bulkops.io.report import ReportWriter
 from bulkops.io.report_read import iter_records
 from bulkops.io.resume import ResumeState, utc_now
 from bulkops.job.feed import Feeder, cancelled
+from bulkops.job.grace import AWAY_PAUSE, REDIS_GRACE, Grace, errors, job_gone
 from bulkops.job.keys import GROUP, JOB_TTL, JobKeys
 from bulkops.job.meta import CANCELLED, DONE, RUNNING, JobMeta, job_fields
 from bulkops.job.scripts import FINAL, IDLE, REAP
@@ -87,8 +88,10 @@ class Coordinator:
         options: Options,
         writer: ReportWriter,
         stats: RunStats,
+        grace: Grace,
     ) -> None:
         self.client = client
+        self.grace = grace
         self.url = url
         self.keys = keys
         self.options = options
@@ -99,7 +102,7 @@ class Coordinator:
         self.attached = False
         self.resume: ResumeState | None = None
         self.queued_lines: set[int] = set()
-        self.feeder = Feeder(client, keys, self.record, self.known)
+        self.feeder = Feeder(client, keys, self.record, self.known, grace=grace)
         self.work_stats = RunStats(command=options.operation.name)
         self.run: Run | None = None
         self.worker_scope: anyio.CancelScope | None = None
@@ -194,6 +197,8 @@ class Coordinator:
             self.consumer,
             self.options,
             stats=self.work_stats,
+            grace=self.grace,
+            local=self.record,
             on_run=attach,
         )
 
@@ -210,35 +215,53 @@ class Coordinator:
             self.worker_scope.cancel()
 
     async def _collect(self) -> None:
-        """Stream the finals into the report until the job is over (or the run is stopped)."""
-        k = self.keys
+        """Stream the finals into the report until the job is over (or the run is stopped). Redis away:
+        look again every AWAY_PAUSE s (JobError after the grace); the job gone from Redis: JobError."""
         last = "0-0"
         while True:
-            got = await self.client.xread({k.finals: last}, count=COLLECT_BATCH, block=COLLECT_BLOCK_MS)
-            entries = got[0][1] if got else []
-            if entries:
-                self.record([_result(json.loads(fields["r"])) for _id, fields in entries])
-                ids = [entry_id for entry_id, _ in entries]
-                await self.client.xdel(k.finals, *ids)
-                last = ids[-1]
+            try:
+                last, more, over = await self._collect_once(last)
+            except errors() as exc:
+                self.grace.trouble(exc, "collecting the finals")
+                await anyio.sleep(AWAY_PAUSE)
                 continue
-            if self.stopping:
-                if self.run is None or self.work_stats.finished is not None:
-                    return
+            self.grace.ok()
+            if over:
+                return
+            if more:
                 continue
-            state = await self.client.hget(k.meta, "state")
-            if state == CANCELLED:
-                self.feeder.cancelled = True
-                if self.feeder.fed:
-                    await self._sweep_cancelled()
             if self.feeder.fed and await self._is_idle():
                 break
         await self._finish(CANCELLED if self.feeder.cancelled else DONE)
 
+    async def _collect_once(self, last: str) -> tuple[str, bool, bool]:
+        """One read of the finals stream: (the last id read, whether there was any, whether the run is
+        stopped and its worker done)."""
+        k = self.keys
+        got = await self.client.xread({k.finals: last}, count=COLLECT_BATCH, block=COLLECT_BLOCK_MS)
+        entries = got[0][1] if got else []
+        if entries:
+            self.record([_result(json.loads(fields["r"])) for _id, fields in entries])
+            ids = [entry_id for entry_id, _ in entries]
+            await self.client.xdel(k.finals, *ids)
+            return ids[-1], True, False
+        if self.stopping:
+            return last, False, self.run is None or self.work_stats.finished is not None
+        state = await self.client.hget(k.meta, "state")
+        if state is None:
+            raise job_gone(k.name)
+        if state == CANCELLED:
+            self.feeder.cancelled = True
+            if self.feeder.fed:
+                await self._sweep_cancelled()
+        return last, False, False
+
     async def _is_idle(self) -> bool:
         k = self.keys
         streams = [k.stream(p) for p in sorted(self.feeder.streams)]
-        return bool(await self._idle(keys=[k.finals, *streams]))
+        return bool(
+            await self.grace.call("collecting the finals", lambda: self._idle(keys=[k.finals, *streams]))
+        )
 
     async def _sweep_cancelled(self) -> None:
         """After a cancel: the rows still queued (and those of dead workers) are recorded skipped."""
@@ -256,20 +279,24 @@ class Coordinator:
                     from bulkops.io.report import record_line
 
                     await self._final(
-                        keys=[k.final, k.finals, stream],
+                        keys=[k.final, k.finals, stream, k.meta],
                         args=[GROUP, entry_id, r.line, r.outcome.value, record_line(r)],
                     )
 
     async def _finish(self, state: str) -> None:
         """The job is over: say so (workers exit), and let its keys expire `JOB_TTL` from now."""
         k = self.keys
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hset(k.meta, mapping={"state": state, "ended": utc_now()})
-            for key in (k.meta, k.projects, k.final, k.finals, k.workers):
-                pipe.expire(key, JOB_TTL)
-            for project_id in sorted(self.feeder.streams):
-                pipe.expire(k.stream(project_id), JOB_TTL)
-            await pipe.execute()
+
+        async def finish() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(k.meta, mapping={"state": state, "ended": utc_now()})
+                for key in (k.meta, k.projects, k.final, k.finals, k.workers):
+                    pipe.expire(key, JOB_TTL)
+                for project_id in sorted(self.feeder.streams):
+                    pipe.expire(k.stream(project_id), JOB_TTL)
+                await pipe.execute()
+
+        await self.grace.call("ending the job", finish)
         self.over = True
         log.info("bulkops.job.finished", job=k.name, state=state, rows=self.stats.rows)
 
@@ -294,14 +321,16 @@ async def coordinate(
     report_path: str | None,
     resume: ResumeState | None,
     stats: RunStats,
+    grace: float = REDIS_GRACE,
     on_start: Any = None,
 ) -> Coordinator:
     """Run the coordinator (see the module docstring); `stats` counts what reached the report. `on_start`
-    is called with the `Coordinator` once it runs (to attach signal handlers: `wind_down`, `abort`)."""
+    is called with the `Coordinator` once it runs (to attach signal handlers: `wind_down`, `abort`);
+    `grace`: the seconds Redis may be away mid-job (`--redis-grace`) before it stops with JobError."""
     from bulkops.redis.client import open_client
 
     client = open_client(url)
-    coordinator = Coordinator(client, url, JobKeys(job), options, writer, stats)
+    coordinator = Coordinator(client, url, JobKeys(job), options, writer, stats, Grace(grace))
     try:
         await coordinator.start(input_sha=input_sha, report_path=report_path, resume=resume)
         if on_start is not None:

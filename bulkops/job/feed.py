@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import anyio
 
 from bulkops.engine.overflow import Overflow
 from bulkops.io.feed import thread_batches
+from bulkops.job.grace import Grace
 from bulkops.job.keys import GROUP, JobKeys
 from bulkops.models import Outcome, Result, Target
 
@@ -52,6 +54,7 @@ class Feeder:
         record: Callable[[list[Result]], None],
         known: Known,
         *,
+        grace: Grace,
         cap: int = PROJECT_QUEUE,
     ) -> None:
         self.client = client
@@ -59,6 +62,7 @@ class Feeder:
         self.record = record
         self.known = known
         self.cap = cap
+        self.grace = grace
         self.queued: Counter[str] = Counter()
         self.streams: set[str] = set()
         self.overflow = Overflow(chunk_rows=max(1, cap // 2))
@@ -89,7 +93,7 @@ class Feeder:
         if self.cancelled:
             for project_id in self.overflow.projects():
                 self.record([cancelled(t) for t in self.overflow.drain(project_id)])
-        await self.client.hset(self.keys.meta, "fed", "1")
+        await self.grace.call("publishing rows", lambda: self.client.hset(self.keys.meta, "fed", "1"))
         self.fed = True
         self.overflow.close()
 
@@ -100,7 +104,7 @@ class Feeder:
             self.record(decided)
         if not targets:
             return
-        skip = await self.known(targets)
+        skip = await self.grace.call("publishing rows", lambda: self.known(targets))
         now: list[Target] = []
         for t in targets:
             if t.line in skip:
@@ -123,14 +127,18 @@ class Feeder:
             return
         k = self.keys
         new = {t.project_id for t in targets} - self.streams
-        async with self.client.pipeline(transaction=False) as pipe:
-            for project_id in sorted(new):
-                pipe.xgroup_create(k.stream(project_id), GROUP, id="0", mkstream=True)
-            for t in targets:
-                pipe.xadd(k.stream(t.project_id), {"l": t.line, "i": t.id})
-            if new:
-                pipe.sadd(k.projects, *sorted(new))
-            await pipe.execute(raise_on_error=False)
+
+        async def publish() -> None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for project_id in sorted(new):
+                    pipe.xgroup_create(k.stream(project_id), GROUP, id="0", mkstream=True)
+                for t in targets:
+                    pipe.xadd(k.stream(t.project_id), {"l": t.line, "i": t.id})
+                if new:
+                    pipe.sadd(k.projects, *sorted(new))
+                await pipe.execute(raise_on_error=False)
+
+        await self.grace.call("publishing rows", publish)
         self.streams |= new
         self.published += len(targets)
 
@@ -141,10 +149,8 @@ class Feeder:
             projects = self.overflow.projects()
             if not projects:
                 continue
-            async with self.client.pipeline(transaction=False) as pipe:
-                for project_id in projects:
-                    pipe.xlen(self.keys.stream(project_id))
-                lengths = await pipe.execute()
+
+            lengths = await self.grace.call("publishing rows", partial(self._lengths, projects))
             for project_id, length in zip(projects, lengths, strict=True):
                 self.queued[project_id] = int(length)
                 if self.cancelled:
@@ -153,3 +159,9 @@ class Feeder:
                     chunk = self.overflow.take(project_id)
                     self.queued[project_id] += len(chunk)
                     await self._publish(chunk)
+
+    async def _lengths(self, projects: list[str]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for project_id in projects:
+                pipe.xlen(self.keys.stream(project_id))
+            return list(await pipe.execute())

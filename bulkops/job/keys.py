@@ -26,6 +26,8 @@ from bulkops.errors import ConfigError
 
 #: The consumer group of every project stream.
 GROUP = "g"
+#: Milliseconds a heartbeat key lives: a worker silent this long is dead, and its rows are taken over.
+HEARTBEAT_TTL_MS = 5000
 #: Seconds a job's keys live after it ended (done or cancelled).
 JOB_TTL = 3 * 24 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

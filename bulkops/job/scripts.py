@@ -1,7 +1,8 @@
 """The job's Lua scripts: each one round trip, atomic (so "first writer wins" and "claimed once" hold).
 
     FINAL   a row's final: HSETNX line -> outcome; if it was the first, XADD the record to the finals
-            stream; XACK and XDEL the row's entry either way. Returns 1 when this final won.
+            stream; XACK and XDEL the row's entry either way. Returns 1 when this final won, -1 (and
+            writes nothing) when the job's meta is gone (Redis restarted without its data).
     REAP    claim every pending entry of the project's stream held by a worker whose heartbeat key is gone
             (XPENDING per consumer, XCLAIM to the caller), and drop such consumers. A live worker's
             entries, however long it has held them, are never touched. Returns {id, deliveries, line,
@@ -14,8 +15,9 @@ tag, so they live in the same Cluster slot as the stream.
 
 from __future__ import annotations
 
-#: KEYS: final hash, finals stream, project stream. ARGV: group, entry id, line, outcome, record JSON.
+#: KEYS: final hash, finals stream, project stream, meta. ARGV: group, entry id, line, outcome, record.
 FINAL = """
+if redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 local won = redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
 if won == 1 then
   redis.call('XADD', KEYS[2], '*', 'r', ARGV[5])

@@ -34,7 +34,8 @@ import structlog
 from bulkops.engine.jobs import Flow, Job, Targets
 from bulkops.engine.records import Records
 from bulkops.engine.seams import Limiter
-from bulkops.job.keys import GROUP, JobKeys
+from bulkops.job.grace import Grace, errors, job_gone
+from bulkops.job.keys import GROUP, HEARTBEAT_TTL_MS, JobKeys
 from bulkops.job.meta import CANCELLED, DONE
 from bulkops.job.scripts import IDLE, REAP
 from bulkops.models import Outcome, Reply, Target
@@ -109,6 +110,7 @@ class JobSource:
         flow: Flow,
         *,
         concurrency: int,
+        grace: Grace,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -137,7 +139,10 @@ class JobSource:
         self._reap = client.register_script(REAP)
         self._idle = client.register_script(IDLE)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._trouble = False
+        self.grace = grace
+        self._claiming: Counter[str] = Counter()  # claims in flight, per project
+        self._claims: Counter[str] = Counter()  # claims started, per project
+        self._reconciled = grace.back
 
     # -- the work source --------------------------------------------------------------------------------
 
@@ -244,10 +249,12 @@ class JobSource:
                 and not self.held
                 and await self._idle(keys=[self.keys.stream(p) for p in sorted(projects)])
             )
-        except self._errors() as exc:
-            self._troubled(exc)
+        except errors() as exc:
+            self.grace.trouble(exc, "looking at the job")
             return
-        self._trouble = False
+        self.grace.ok()
+        if state is None and self.state:
+            raise job_gone(self.keys.name)
         self.state = state or ""
         for project_id in sorted(set(projects) - self.projects):
             self.projects.add(project_id)
@@ -259,7 +266,6 @@ class JobSource:
 
     async def _claimer(self, project_id: str) -> None:
         stream = self.keys.stream(project_id)
-        client = self.client
         empty = False
         while not self.unreachable:
             await self._wait_room()
@@ -273,12 +279,12 @@ class JobSource:
                 self.holding += 1
                 try:
                     await self.limiter.prepay(project_id)
-                    got = await client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=1)
+                    got = await self._claim(project_id, stream, 1)
                 except BaseException:
                     self._release()
                     raise
-            except self._errors() as exc:
-                self._troubled(exc)
+            except errors() as exc:
+                self.grace.trouble(exc, "claiming rows")
                 await anyio.sleep(TROUBLE_PAUSE)
                 continue
             entries = got[0][1] if got else []
@@ -293,13 +299,21 @@ class JobSource:
             self.ready.append(self._hold(project_id, entry_id, fields))
             self.flow.notify()
 
+    async def _claim(self, project_id: str, stream: str, count: int) -> Any:
+        self._claiming[project_id] += 1
+        self._claims[project_id] += 1
+        try:
+            return await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=count)
+        finally:
+            self._claiming[project_id] -= 1
+
     async def _skip_closed(self, project_id: str, stream: str) -> None:
         """A project given up: claim its rows without a slot and record them skipped."""
         code, why = self.closed[project_id]
         try:
-            got = await self.client.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=16)
-        except self._errors() as exc:
-            self._troubled(exc)
+            got = await self._claim(project_id, stream, 16)
+        except errors() as exc:
+            self.grace.trouble(exc, "claiming rows")
             await anyio.sleep(TROUBLE_PAUSE)
             return
         entries = got[0][1] if got else []
@@ -314,17 +328,50 @@ class JobSource:
         """Every REAP_EVERY seconds: take over the rows of workers whose heartbeat lapsed."""
         while True:
             await anyio.sleep(REAP_EVERY)
+            if self._reconciled != self.grace.back and not self.grace.away:
+                try:
+                    if await self._reconcile():
+                        self._reconciled = self.grace.back
+                except errors() as exc:
+                    self.grace.trouble(exc, "looking for rows claimed while Redis was away")
+            if not self.grace.settled(HEARTBEAT_TTL_MS / 1000 + REAP_EVERY):
+                continue  # Redis just came back: the live workers' heartbeats may not be there yet
             for project_id in sorted(self.projects):
                 try:
                     taken = await self._reap(
                         keys=[self.keys.stream(project_id)],
                         args=[GROUP, self.consumer, self.keys.hb_prefix, REAP_MOST],
                     )
-                except self._errors() as exc:
-                    self._troubled(exc)
+                except errors() as exc:
+                    self.grace.trouble(exc, "taking over the rows of dead workers")
                     break
                 if taken:
                     await self._took_over(project_id, taken)
+
+    async def _reconcile(self) -> bool:
+        """Redis is back: rows pending for this worker that it does not hold (a claim whose answer was
+        lost with the connection) are held again, else they would wait forever (a live worker's rows are
+        never reaped). False, to try again later, when a claim ran meanwhile (its row may not be held yet)."""
+        mine = {entry_id for _project, entry_id in self.held.values()}
+        for project_id in sorted(self.projects):
+            stream, started = self.keys.stream(project_id), self._claims[project_id]
+            if self._claiming[project_id]:
+                return False
+            pending = await self.client.xpending_range(
+                stream, GROUP, min="-", max="+", count=REAP_MOST, consumername=self.consumer
+            )
+            if self._claiming[project_id] or self._claims[project_id] != started:
+                return False
+            lost = [p["message_id"] for p in pending if p["message_id"] not in mine]
+            if not lost:
+                continue
+            log.warning("bulkops.job.reclaimed", project_id=project_id, rows=len(lost))
+            for entry_id, fields in await self.client.xclaim(stream, GROUP, self.consumer, 0, lost):
+                if fields and entry_id not in mine:
+                    self.holding += 1
+                    self.front.append(self._hold(project_id, entry_id, fields))
+            self.flow.notify()
+        return True
 
     async def _took_over(self, project_id: str, taken: list[Any]) -> None:
         log.info("bulkops.job.reaped", project_id=project_id, rows=len(taken))
@@ -341,16 +388,3 @@ class JobSource:
             else:
                 self.front.append(job)
         self.flow.notify()
-
-    # -- Redis trouble ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _errors() -> tuple[type[BaseException], ...]:
-        from bulkops.redis.client import redis_errors
-
-        return redis_errors()
-
-    def _troubled(self, exc: BaseException) -> None:
-        if not self._trouble:
-            self._trouble = True
-            log.warning("bulkops.job.redis_trouble", error=" ".join(str(exc).split())[:200])

@@ -33,9 +33,9 @@ from bulkops.engine.limits import LocalLimiter
 from bulkops.engine.records import Records
 from bulkops.engine.run import Run, stop_instances
 from bulkops.engine.seams import Limiter
-from bulkops.errors import BulkOpsError
 from bulkops.io.report import record_line
-from bulkops.job.keys import GROUP, JobKeys
+from bulkops.job.grace import AWAY_PAUSE, Grace, errors, job_gone
+from bulkops.job.keys import GROUP, HEARTBEAT_TTL_MS, JobKeys
 from bulkops.job.scripts import FINAL
 from bulkops.job.source import JobLimiter, JobSource
 from bulkops.models import Result
@@ -44,16 +44,8 @@ from bulkops.summary import RunStats
 
 log = structlog.get_logger("bulkops.job")
 
-#: Milliseconds a heartbeat key lives: a worker silent this long is dead, and its rows are taken over.
-HEARTBEAT_TTL_MS = 5000
 #: Seconds between heartbeats.
 BEAT_EVERY = 1.0
-#: Seconds a worker keeps trying to write finals while Redis does not answer, before it gives up.
-REDIS_GRACE = 300.0
-
-
-class JobError(BulkOpsError):
-    """The job cannot go on (Redis gone for longer than the grace): one line, exit 1."""
 
 
 def consumer_name() -> str:
@@ -74,7 +66,7 @@ async def presence(client: Any, keys: JobKeys, consumer: str) -> AsyncIterator[N
             await anyio.sleep(BEAT_EVERY)
             try:
                 await beat()
-            except _errors():
+            except errors():
                 pass  # Redis away: the claims stop too; beats resume when it answers
 
     await beat()
@@ -90,55 +82,87 @@ async def presence(client: Any, keys: JobKeys, consumer: str) -> AsyncIterator[N
             try:
                 await client.delete(keys.heartbeat(consumer))
                 await client.zrem(keys.workers, consumer)
-            except _errors():
+            except errors():
                 pass
 
 
 class FinalSink:
-    """Writes each result as its row's final in Redis (see the module docstring)."""
+    """Writes each result as its row's final in Redis (see the module docstring).
 
-    def __init__(self, client: Any, keys: JobKeys, source: JobSource) -> None:
+    While Redis is away the finals wait here (`unsent`, in memory) and `flusher` replays them when it is
+    back (FINAL is first-writer-wins, so a replay is harmless); `local` (the coordinator's report) gets
+    every result at once, so a coordinator keeps its own finals whatever becomes of Redis."""
+
+    def __init__(
+        self,
+        client: Any,
+        keys: JobKeys,
+        source: JobSource,
+        grace: Grace,
+        local: Callable[[list[Result]], None] | None = None,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.source = source
+        self.grace = grace
+        self.local = local
+        self.unsent: list[Result] = []
         self._final = client.register_script(FINAL)
+        self._lock = anyio.Lock()
         self.won = 0
         self.lost = 0
 
     async def write(self, batch: list[Result]) -> None:
         held = self.source.held
-        todo = [(r, held[r.line]) for r in batch if r.line in held]
-        if not todo:
-            return
-        k = self.keys
-        deadline = time.monotonic() + REDIS_GRACE
-        delay = 0.5
-        while True:
+        fresh = [r for r in batch if r.line in held]
+        if self.local is not None and fresh:
+            self.local(fresh)
+        self.unsent += fresh
+        await self.flush()
+
+    async def flush(self) -> bool:
+        """Try to write the finals waiting; False (they keep waiting) when Redis does not answer."""
+        async with self._lock:
+            held, k = self.source.held, self.keys
+            todo, self.unsent = [r for r in self.unsent if r.line in held], []  # write() may add meanwhile
+            if not todo:
+                return True
             try:
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for r, (project_id, entry_id) in todo:
+                    for r in todo:
+                        project_id, entry_id = held[r.line]
                         await self._final(
-                            keys=[k.final, k.finals, k.stream(project_id)],
+                            keys=[k.final, k.finals, k.stream(project_id), k.meta],
                             args=[GROUP, entry_id, r.line, r.outcome.value, record_line(r)],
                             client=pipe,
                         )
                     won = await pipe.execute()
-                break
-            except _errors() as exc:
-                if time.monotonic() > deadline:
-                    raise JobError(
-                        f"Redis did not take the finals of {len(todo)} rows for {REDIS_GRACE:.0f} s: "
-                        f"{' '.join(str(exc).split())[:160]}"
-                    ) from exc
-                log.warning("bulkops.job.final_retry", rows=len(todo), delay=delay)
-                await anyio.sleep(delay)
-                delay = min(5.0, 2 * delay)
-        for (r, _), first in zip(todo, won, strict=True):
+            except errors() as exc:
+                self.unsent = todo + self.unsent
+                self.grace.trouble(exc, f"writing the finals of {len(todo)} rows")
+                return False
+            self.grace.ok()
+        if any(int(w) < 0 for w in won):
+            raise job_gone(k.name)
+        for r, first in zip(todo, won, strict=True):
             self.source.settled(r.line)
             if int(first):
                 self.won += 1
             else:
                 self.lost += 1
+        return True
+
+    async def flusher(self) -> None:
+        """While finals wait (Redis away), try again every AWAY_PAUSE s (JobError after the grace)."""
+        while True:
+            await anyio.sleep(AWAY_PAUSE)
+            if self.unsent:
+                await self.flush()
+
+    async def drain(self) -> None:
+        """The run is over: wait until every final is written (or the grace is over: JobError)."""
+        while not await self.flush():  # noqa: ASYNC110 - Redis away: nothing to wait on but time
+            await anyio.sleep(AWAY_PAUSE)
 
 
 async def work(
@@ -149,10 +173,13 @@ async def work(
     options: Options,
     *,
     stats: RunStats,
+    grace: Grace,
+    local: Callable[[list[Result]], None] | None = None,
     on_run: Callable[[Run, anyio.CancelScope], None] | None = None,
 ) -> JobSource:
     """Work on the job's rows until it is over for this worker (or `Run.wind_down`); returns the source
-    (what it claimed, reaped, poisoned). `on_run(run, scope)` lets the caller attach signal handlers."""
+    (what it claimed, reaped, poisoned). `grace`: how long Redis may be away (JobError after it); `local`
+    gets every result too (the coordinator's report). `on_run(run, scope)` attaches signal handlers."""
     from bulkops.redis.limiter import share_limits
 
     made: list[JobSource] = []
@@ -164,28 +191,28 @@ async def work(
         def source(lim: Limiter, records: Records, flow: Flow) -> JobSource:
             assert isinstance(lim, JobLimiter)
             made.append(
-                JobSource(client, keys, consumer, lim, records, flow, concurrency=options.concurrency)
+                JobSource(
+                    client, keys, consumer, lim, records, flow, concurrency=options.concurrency, grace=grace
+                )
             )
             return made[0]
 
         with anyio.CancelScope() as scope:
             async with stop_instances([], options, stats=stats, limiter=limiter, source=source) as run:
-                sink = FinalSink(client, keys, made[0])
+                sink = FinalSink(client, keys, made[0], grace, local)
                 if on_run is not None:
                     on_run(run, scope)
                 results = aiter(run)
-                while True:
-                    with anyio.CancelScope(shield=True):  # no result dropped in hand (see cli.runner)
-                        try:
-                            first = await anext(results)
-                        except StopAsyncIteration:
-                            break
-                        await sink.write([first, *run.take_ready()])
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(sink.flusher)
+                    while True:
+                        with anyio.CancelScope(shield=True):  # no result dropped in hand (see cli.runner)
+                            try:
+                                first = await anext(results)
+                            except StopAsyncIteration:
+                                break
+                            await sink.write([first, *run.take_ready()])
+                    await sink.drain()
+                    tg.cancel_scope.cancel()
         log.info("bulkops.job.worker_done", won=sink.won, lost=sink.lost, claimed=made[0].claimed)
     return made[0]
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from bulkops.redis.client import redis_errors
-
-    return redis_errors()
