@@ -342,3 +342,28 @@ def test_limits_command_with_redis_down_is_one_error_line(capsys: pytest.Capture
     assert run_limits_command(f"redis://:pw123456@127.0.0.1:{free_port()}", False) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bulkops: error:") and "pw123456" not in err
+
+
+async def test_a_transport_closed_under_uvloop_is_redis_trouble_other_runtime_errors_are_not(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvloop's RuntimeError for a write on a closed transport makes the runner pace locally (no row
+    fails for it); any other RuntimeError is a bug and is raised."""
+    async with runners(redis_server.url, 1) as (a,):
+
+        async def closed(*_args: object) -> None:
+            raise RuntimeError(
+                "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+            )
+
+        monkeypatch.setattr(a, "_reserve", closed)
+        assert await a.acquire("p1", limit=RateLimit(10.0)) >= 0.0
+        assert not a.up
+
+        async def bug(*_args: object) -> None:
+            raise RuntimeError("something else")
+
+        a._up = True
+        monkeypatch.setattr(a, "_reserve", bug)
+        with pytest.raises(RuntimeError, match="something else"):
+            await a.acquire("p1", limit=RateLimit(10.0))

@@ -135,7 +135,9 @@ class SharedLimits:
         self._acquire_script = client.register_script(ACQUIRE)
         self._learn_script = client.register_script(LEARN)
         self._heartbeat_script = client.register_script(HEARTBEAT)
-        self._errors = redis_errors()
+        # uvloop raises RuntimeError for a write on a transport Redis closed: Redis trouble too (any other
+        # RuntimeError is re-raised by `_went_down`).
+        self._errors = (*redis_errors(), RuntimeError)
         try:
             await client.ping()
             await self._beat(leaving=False)
@@ -346,6 +348,8 @@ class SharedLimits:
         return True
 
     def _went_down(self, exc: BaseException) -> None:
+        if isinstance(exc, RuntimeError) and "closed" not in str(exc):
+            raise exc  # a bug, not Redis trouble
         if not self._up:
             return
         self._up = False
