@@ -86,12 +86,9 @@ class Admission:
     def give_up_all(self, code: str, why: str) -> list[Job]:
         """Close every project, known and still to come (the endpoint is unreachable); drain them all."""
         self.closed = (code, why)
-        drained: list[Job] = []
-        for project_id, _bucket in self.sched.buckets():
-            drained.extend(self.give_up(project_id, code, why))
-        for project_id in self.overflow.projects():
-            drained.extend(self.give_up(project_id, code, why))
-        return drained
+        projects = {project_id for project_id, _bucket in self.sched.buckets()}
+        projects.update(self.overflow.projects())
+        return [job for project_id in sorted(projects) for job in self.give_up(project_id, code, why)]
 
     def wake_reader(self) -> None:
         """The run winds down: a reader waiting for room in the overflow looks again (and stops)."""

@@ -86,16 +86,15 @@ class Worker:
         clock = self.clock
         t = job.target
         project_id = job.project_id
-        now = clock.monotonic()
+        await self.limiter.admit(project_id)  # a shared limiter's slot (a local one's is taken already)
+        sent = clock.monotonic()
         if job.first_at is None:
-            job.first_at = now
+            job.first_at = sent
             self.budgets.get(project_id).on_request()
         stats = self.stats
         records = self.records
         records.awaiting_poll.discard(job)
         op = self.op
-        await self.limiter.admit(project_id)  # a shared limiter's slot (a local one's is taken already)
-        sent = clock.monotonic()
         if job.polling:
             reply = await self.client.show(t.project_id, t.id)
             stats.polls_sent += 1

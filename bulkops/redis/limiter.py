@@ -119,8 +119,6 @@ class SharedLimiter:
             # runner then books its next slot as soon as this one is used (one booking in hand).
             bucket.hold(now, at - 1.0 / bucket.rate)
             await clock.sleep(wait)
-        elif project_id not in self._hinted:
-            self._maybe_raise(project_id)
 
     def _pooled(self, project_id: str, now: float) -> float | None:
         """The next booked slot of the project still good at `now` (stale ones dropped), if any."""
@@ -133,6 +131,8 @@ class SharedLimiter:
 
     async def _book(self, project_id: str) -> None:
         """Book the project's next slots (`BOOK_SPAN` seconds of them, 1 to `BOOK_MOST`) in one round trip."""
+        if project_id not in self._hinted:
+            self._maybe_raise(project_id)  # once per booking round trip, not per request
         options = self.options
         limit = options.rate_for(project_id)
         rate = self.limits.rate(project_id) or limit.rate
